@@ -1,0 +1,53 @@
+# PELBIOT: `make demo` runs the product, `make test` runs every check. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
+
+.PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Debian packages the tests use (the broker and its clients); installed only when missing.
+system-deps:
+	@bash scripts/system-deps.sh
+
+## Start PostgreSQL if it is installed but not running (CI machines start it; laptops may not).
+services:
+	@bash scripts/services.sh
+
+demo: install
+	$(BIN)/pelbiot demo
+
+lint: install
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench
+
+fmt: install
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+test-sqlite: install system-deps
+	$(BIN)/pytest -q
+
+test-postgres: install system-deps services
+	PELBIOT_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
+
+test: lint typecheck test-sqlite test-postgres
+
+bench: install system-deps services
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data

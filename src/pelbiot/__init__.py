@@ -1,0 +1,7 @@
+"""PELBIOT: real-time monitoring of electrical distribution panels and transformers."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

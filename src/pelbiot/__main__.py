@@ -1,0 +1,5 @@
+"""``python -m pelbiot`` runs the CLI."""
+
+from pelbiot.cli import main
+
+main()

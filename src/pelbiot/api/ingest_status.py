@@ -1,0 +1,123 @@
+"""Ingest status (broker, subscriptions, counters) and the ring of rejected messages."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel
+
+from pelbiot.api.deps import RuntimeDep
+from pelbiot.payloads import REASONS
+from pelbiot.timefmt import iso, iso_s
+
+router = APIRouter(prefix="/ingest", tags=["ingest"])
+
+
+class BrokerStatus(BaseModel):
+    configured: bool
+    url: str | None
+    connected: bool
+    connects: int
+    disconnects: int
+    subscriptions: list[str]
+
+
+class Counters(BaseModel):
+    messages_received: int
+    readings_received: int
+    messages_rejected: int
+    rejected_by_reason: dict[str, int]
+    messages_committed: int
+    readings_written: int
+    duplicates: int
+    batches: int
+    last_batch_size: int
+    max_batch_size: int
+    queue_depth: int
+    queue_capacity: int
+    lag_s: float
+    max_lag_s: float
+    db_ok: bool
+    db_errors: int
+
+
+class IngestStatus(BaseModel):
+    broker: BrokerStatus
+    counters: Counters
+    last_message_at: str | None
+    last_topic: str | None
+    last_commit_at: str | None
+    uptime_s: float
+
+
+class RejectedMessage(BaseModel):
+    reason: str
+    reason_text: str
+    detail: str
+    topic: str
+    payload: str
+    at: str
+
+
+@router.get("/status", response_model=IngestStatus, summary="Ingest status and counters")
+def ingest_status(runtime: RuntimeDep) -> IngestStatus:
+    st, zone = runtime.stats, runtime.settings.zone
+    ingest = runtime.ingest
+    return IngestStatus(
+        broker=BrokerStatus(
+            configured=ingest is not None,
+            url=ingest.broker if ingest else None,
+            connected=ingest.connected if ingest else False,
+            connects=st.connects,
+            disconnects=st.disconnects,
+            subscriptions=list(st.subscriptions),
+        ),
+        counters=Counters(
+            messages_received=st.messages_received,
+            readings_received=st.readings_received,
+            messages_rejected=st.messages_rejected,
+            rejected_by_reason=runtime.rejects.counts(),
+            messages_committed=st.messages_committed,
+            readings_written=st.readings_written,
+            duplicates=st.duplicates,
+            batches=st.batches,
+            last_batch_size=st.last_batch_size,
+            max_batch_size=st.max_batch_size,
+            queue_depth=runtime.writer.depth,
+            queue_capacity=runtime.settings.writer_queue_size,
+            lag_s=round(st.last_lag_s, 4),
+            max_lag_s=round(st.max_lag_s, 4),
+            db_ok=st.db_ok,
+            db_errors=st.db_errors,
+        ),
+        last_message_at=iso_s(st.last_message_at, zone),
+        last_topic=st.last_topic,
+        last_commit_at=iso_s(st.last_commit_at, zone),
+        uptime_s=round(time.time() - runtime.started, 1),
+    )
+
+
+@router.get(
+    "/rejected",
+    response_model=list[RejectedMessage],
+    summary="Recently rejected input, newest first",
+)
+def rejected(
+    runtime: RuntimeDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    reason: Annotated[str | None, Query(max_length=40)] = None,
+) -> list[RejectedMessage]:
+    zone = runtime.settings.zone
+    return [
+        RejectedMessage(
+            reason=r.reason,
+            reason_text=REASONS.get(r.reason, r.reason),
+            detail=r.detail,
+            topic=r.topic,
+            payload=r.payload,
+            at=iso(r.at_ms, zone),
+        )
+        for r in runtime.rejects.recent(limit, reason)
+    ]

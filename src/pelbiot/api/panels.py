@@ -1,0 +1,303 @@
+"""Panels: registry CRUD, latest values, and history (raw or downsampled)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from pelbiot import metrics_catalog
+from pelbiot.api.deps import RuntimeDep
+from pelbiot.errors import InvalidInputError
+from pelbiot.timefmt import iso, parse_query_time
+
+router = APIRouter(tags=["panels"])
+
+PanelId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", max_length=64)]
+MAX_RAW_LIMIT = 100_000
+MAX_POINTS = 10_000
+
+
+class PanelFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    region: str | None = Field(None, max_length=100)
+    location: str | None = Field(None, max_length=200)
+    phases: int | None = Field(None, ge=1, le=3, description="1 or 3")
+    nominal_voltage: float | None = Field(None, gt=0, le=100_000, description="V (phase-neutral)")
+    rated_current: float | None = Field(None, gt=0, le=100_000, description="A")
+    kva_rating: float | None = Field(None, gt=0, le=1_000_000, description="transformer kVA")
+    notes: str | None = Field(None, max_length=5000)
+
+
+class PanelCreate(PanelFields):
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="topic panel id")
+
+
+class PanelUpdate(PanelFields):
+    pass
+
+
+class MetricInfo(BaseModel):
+    metric: str
+    known: bool
+    unit: str | None
+
+
+class PanelPublic(BaseModel):
+    id: str
+    name: str
+    region: str | None
+    location: str | None
+    phases: int
+    nominal_voltage: float | None
+    rated_current: float | None
+    kva_rating: float | None
+    notes: str | None
+    created_at: str
+    updated_at: str
+    last_seen: str | None
+    metrics: list[MetricInfo] | None = None
+
+
+class PanelList(BaseModel):
+    items: list[PanelPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class LatestValue(BaseModel):
+    value: float
+    ts: str
+    unit: str | None
+    age_s: float
+
+
+class PanelLatest(BaseModel):
+    panel_id: str
+    values: dict[str, LatestValue]
+
+
+class Point(BaseModel):
+    ts: str
+    value: float = Field(description="the value, or the mean of a downsampled bucket")
+    min: float | None = None
+    max: float | None = None
+    count: int | None = None
+
+
+class Series(BaseModel):
+    metric: str
+    unit: str | None
+    known: bool
+    points: list[Point]
+
+
+class ReadingsPage(BaseModel):
+    panel_id: str
+    start: str
+    end: str
+    downsampled: bool
+    bucket_ms: int | None
+    series: list[Series]
+    next_after: int | None = Field(
+        None, description="more raw points remain: repeat the query with after=<this value>"
+    )
+
+
+def _public(runtime: RuntimeDep, row: dict[str, Any]) -> PanelPublic:
+    zone = runtime.settings.zone
+    metrics = row.get("metrics")
+    return PanelPublic(
+        id=row["id"],
+        name=row["name"],
+        region=row["region"],
+        location=row["location"],
+        phases=row["phases"],
+        nominal_voltage=row["nominal_voltage"],
+        rated_current=row["rated_current"],
+        kva_rating=row["kva_rating"],
+        notes=row["notes"],
+        created_at=iso(row["created_ms"], zone),
+        updated_at=iso(row["updated_ms"], zone),
+        last_seen=iso(row["last_seen_ms"], zone) if row.get("last_seen_ms") else None,
+        metrics=None
+        if metrics is None
+        else [
+            MetricInfo(
+                metric=m["metric"], known=m["known"], unit=metrics_catalog.unit_of(m["metric"])
+            )
+            for m in metrics
+        ],
+    )
+
+
+@router.get("/panels", response_model=PanelList, summary="List panels")
+def list_panels(
+    runtime: RuntimeDep,
+    region: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, description="search id, name, location")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> PanelList:
+    rows, total = runtime.store.list_panels(region=region, search=q, limit=limit, offset=offset)
+    return PanelList(
+        items=[_public(runtime, r) for r in rows], total=total, limit=limit, offset=offset
+    )
+
+
+@router.post(
+    "/panels",
+    response_model=PanelPublic,
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a panel",
+)
+def create_panel(runtime: RuntimeDep, body: PanelCreate) -> PanelPublic:
+    fields = body.model_dump(exclude={"id"}, exclude_none=True)
+    return _public(runtime, runtime.store.create_panel(body.id, fields))
+
+
+@router.get("/panels/{panel_id}", response_model=PanelPublic, summary="One panel")
+def get_panel(runtime: RuntimeDep, panel_id: PanelId) -> PanelPublic:
+    return _public(runtime, runtime.store.get_panel(panel_id))
+
+
+@router.patch("/panels/{panel_id}", response_model=PanelPublic, summary="Edit a panel")
+def update_panel(runtime: RuntimeDep, panel_id: PanelId, body: PanelUpdate) -> PanelPublic:
+    changes = body.model_dump(exclude_unset=True)
+    if changes.get("name", "") is None or changes.get("phases", 3) is None:
+        raise InvalidInputError("name and phases cannot be cleared")
+    return _public(runtime, runtime.store.update_panel(panel_id, changes))
+
+
+@router.delete(
+    "/panels/{panel_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a panel and all its readings",
+)
+def delete_panel(runtime: RuntimeDep, panel_id: PanelId) -> Response:
+    runtime.store.delete_panel(panel_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _latest_values(
+    runtime: RuntimeDep, values: dict[str, tuple[int, float]]
+) -> dict[str, LatestValue]:
+    zone = runtime.settings.zone
+    now_ms = time.time() * 1000
+    return {
+        metric: LatestValue(
+            value=value,
+            ts=iso(ts, zone),
+            unit=metrics_catalog.unit_of(metric),
+            age_s=round(max(0.0, now_ms - ts) / 1000, 3),
+        )
+        for metric, (ts, value) in sorted(values.items())
+    }
+
+
+@router.get("/panels/{panel_id}/latest", response_model=PanelLatest, summary="Latest values")
+def panel_latest(runtime: RuntimeDep, panel_id: PanelId) -> PanelLatest:
+    runtime.store.require_panel(panel_id)
+    values = runtime.store.latest(panel_id).get(panel_id, {})
+    return PanelLatest(panel_id=panel_id, values=_latest_values(runtime, values))
+
+
+@router.get("/latest", response_model=list[PanelLatest], summary="Latest values of all panels")
+def all_latest(runtime: RuntimeDep) -> list[PanelLatest]:
+    latest = runtime.store.latest()
+    return [
+        PanelLatest(panel_id=pid, values=_latest_values(runtime, values))
+        for pid, values in sorted(latest.items())
+    ]
+
+
+@router.get(
+    "/panels/{panel_id}/readings",
+    response_model=ReadingsPage,
+    summary="History of one or more metrics",
+    description="Raw points (paged with `after`) or, with `max_points`, at most that many "
+    "buckets per series, each keeping min, max, mean and count. `start`/`end` accept ISO 8601 "
+    "(naive = site time) or epoch seconds/milliseconds; default: the last 24 hours.",
+)
+def readings(
+    runtime: RuntimeDep,
+    panel_id: PanelId,
+    metric: Annotated[list[str] | None, Query(max_length=64)] = None,
+    start: Annotated[str | None, Query(max_length=64)] = None,
+    end: Annotated[str | None, Query(max_length=64)] = None,
+    max_points: Annotated[int | None, Query(ge=2, le=MAX_POINTS)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT)] = 10_000,
+    after: Annotated[int | None, Query(ge=0, description="epoch ms cursor from next_after")] = None,
+) -> ReadingsPage:
+    zone = runtime.settings.zone
+    now_ms = int(time.time() * 1000)
+    end_ms = parse_query_time(end, zone, name="end", default_ms=now_ms + 1)
+    start_ms = parse_query_time(start, zone, name="start", default_ms=end_ms - 86_400_000)
+    if start_ms >= end_ms:
+        raise InvalidInputError("start must be before end", details={"start": start, "end": end})
+    metrics = _canonical_metrics(metric or [])
+    runtime.store.require_panel(panel_id)
+    page = ReadingsPage(
+        panel_id=panel_id,
+        start=iso(start_ms, zone),
+        end=iso(end_ms, zone),
+        downsampled=max_points is not None,
+        bucket_ms=None,
+        series=[],
+        next_after=None,
+    )
+    if max_points is not None:
+        for b in runtime.store.buckets(
+            panel_id, metrics, start_ms=start_ms, end_ms=end_ms, max_points=max_points
+        ):
+            page.bucket_ms = b.bucket_ms
+            page.series.append(
+                Series(
+                    metric=b.metric,
+                    unit=metrics_catalog.unit_of(b.metric),
+                    known=b.known,
+                    points=[
+                        Point(ts=iso(ts, zone), value=mean, min=lo, max=hi, count=n)
+                        for ts, lo, hi, mean, n in b.buckets
+                    ],
+                )
+            )
+        return page
+    raw = runtime.store.readings(
+        panel_id, metrics, start_ms=start_ms, end_ms=end_ms, limit=limit, after_ms=after
+    )
+    # A series that filled its page is cut there; every series is trimmed at the earliest cut
+    # so one cursor pages all of them consistently.
+    cuts = [s.points[-1][0] for s in raw if len(s.points) == limit]
+    cut = min(cuts) if cuts else None
+    for s in raw:
+        points = s.points if cut is None else [p for p in s.points if p[0] <= cut]
+        page.series.append(
+            Series(
+                metric=s.metric,
+                unit=metrics_catalog.unit_of(s.metric),
+                known=s.known,
+                points=[Point(ts=iso(ts, zone), value=v) for ts, v in points],
+            )
+        )
+    page.next_after = cut
+    return page
+
+
+def _canonical_metrics(raw: list[str]) -> list[str]:
+    out = []
+    for name in raw:
+        for piece in name.split(","):
+            part = piece.strip()
+            if not part:
+                continue
+            resolved = metrics_catalog.resolve(part)
+            if resolved is None:
+                raise InvalidInputError(f"unknown metric name {part!r}", details={"metric": part})
+            out.append(resolved[0])
+    return out

@@ -1,0 +1,91 @@
+"""``create_app(settings)``: the FastAPI app, its lifespan task group and the one error handler."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from pelbiot import __version__
+from pelbiot.api import build_routers
+from pelbiot.errors import PelbiotError
+from pelbiot.runtime import Runtime
+from pelbiot.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. The runtime (database, writer, MQTT ingest) starts with the lifespan."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime if runtime is not None else await asyncio.to_thread(Runtime.build, settings)
+        app.state.runtime = rt
+        ready, stop = asyncio.Event(), asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(rt.run(ready, stop), name="runtime")
+            await ready.wait()
+            logger.info("PELBIOT %s ready", __version__)
+            try:
+                yield
+            finally:
+                stop.set()
+
+    app = FastAPI(
+        title="PELBIOT",
+        version=__version__,
+        description="Real-time monitoring of electrical panels and transformers.",
+        lifespan=lifespan,
+    )
+    for router in build_routers():
+        app.include_router(router)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PelbiotError)
+    async def _pelbiot_error(_request: Request, exc: PelbiotError) -> JSONResponse:
+        if exc.status_code >= 500:
+            logger.error("%s: %s", exc.code, exc.message)
+        return JSONResponse(
+            error_body(exc.code, exc.message, exc.details), status_code=exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            error_body("invalid_input", "request is not valid", details), status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            error_body(code, str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return JSONResponse(error_body("internal", "internal server error"), status_code=500)

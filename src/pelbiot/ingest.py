@@ -1,0 +1,333 @@
+"""The MQTT consumer: connect, subscribe, decode, hand readings to the writer, ack after commit.
+
+paho-mqtt runs in manual-ack mode inside our own select loop (paho's "external loop" API), so:
+- the PUBACK of a QoS 1 message is queued by the writer thread only after the commit that holds
+  the message's readings; only this thread ever touches the socket;
+- an MQTT 5 receive-maximum raises the broker's in-flight window so ack-after-commit does not cap
+  throughput; the writer queue bounds the rest (backpressure: we stop reading the socket);
+- acks are tied to a connection generation: after a reconnect the broker redelivers whatever was
+  not acknowledged, and an old packet id is never acked on the new connection;
+- reconnects use capped, jittered exponential backoff, and resubscribe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from pelbiot.payloads import DecodeConfig, decode
+from pelbiot.rejects import RejectLog
+from pelbiot.settings import Settings
+from pelbiot.stats import IngestStats
+from pelbiot.topics import TopicTracker
+from pelbiot.writer import Writer
+
+logger = logging.getLogger(__name__)
+
+
+def broker_address(url: str) -> tuple[str, int, bool, str | None, str | None]:
+    """(host, port, tls, username, password) from mqtt://user:pass@host:port or mqtts://."""
+    parts = urlsplit(url)
+    tls = parts.scheme in {"mqtts", "ssl"}
+    port = parts.port or (8883 if tls else 1883)
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname or "localhost", port, tls, user, password
+
+
+def subscription_topic(settings: Settings) -> str:
+    topic = f"{settings.topic_prefix}/#"
+    if settings.mqtt_shared_group:
+        topic = f"$share/{settings.mqtt_shared_group}/{topic}"
+    return topic
+
+
+class MqttIngest:
+    """Owns one paho client. ``run`` is the thread body; ``stop`` ends it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        writer: Writer,
+        rejects: RejectLog,
+        stats: IngestStats,
+        topics: TopicTracker,
+    ) -> None:
+        if not settings.mqtt_url:
+            raise ValueError("MqttIngest needs settings.mqtt_url")
+        self._settings = settings
+        self._writer = writer
+        self._rejects = rejects
+        self._stats = stats
+        self._topics = topics
+        self._decode_config = DecodeConfig(
+            prefix=settings.topic_prefix,
+            max_payload_bytes=settings.max_payload_bytes,
+            future_tolerance_ms=int(settings.future_tolerance_s * 1000),
+            zone=settings.zone,
+        )
+        self._host, self._port, tls, url_user, url_password = broker_address(settings.mqtt_url)
+        self._v5 = settings.mqtt_protocol == "5"
+        self._stop = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._generation = 0
+        self._reading = True
+        self._connected = threading.Event()
+        self._client = self._make_client(tls, url_user, url_password)
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def broker(self) -> str:
+        return f"{self._host}:{self._port}"
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def pause_reading(self) -> None:
+        """Stop taking new messages but keep sending acks (shutdown: drain first, then stop)."""
+        self._reading = False
+        self._wake()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake()
+
+    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+        """Publish through our connection (used by the seed-compatible publish endpoint)."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return bool(info.rc == mqtt.MQTT_ERR_SUCCESS)
+
+    def run(self) -> None:
+        """Thread body: connect, pump the socket, reconnect with backoff until stopped."""
+        delay = self._settings.mqtt_reconnect_min
+        while not self._stop.is_set():
+            try:
+                self._connect()
+            except (OSError, ssl.SSLError) as exc:
+                self._stats.broker_connected = False
+                wait = random.uniform(delay / 2, delay)
+                logger.warning(
+                    "cannot reach MQTT broker %s (%s); retrying in %.1fs", self.broker, exc, wait
+                )
+                self._stop.wait(wait)
+                delay = min(delay * 2, self._settings.mqtt_reconnect_max)
+                continue
+            connected_at = time.monotonic()
+            self._pump()
+            if self._stop.is_set():
+                break  # still connected: _disconnect_cleanly sends the last acks
+            self._on_lost()
+            if time.monotonic() - connected_at > 10:
+                delay = self._settings.mqtt_reconnect_min
+            if not self._stop.is_set():
+                wait = random.uniform(delay / 2, delay)
+                logger.info("reconnecting to MQTT broker in %.1fs", wait)
+                self._stop.wait(wait)
+                delay = min(delay * 2, self._settings.mqtt_reconnect_max)
+        self._disconnect_cleanly()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def _make_client(self, tls: bool, url_user: str | None, url_pw: str | None) -> mqtt.Client:
+        s = self._settings
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=s.mqtt_client_id,
+            protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
+            clean_session=None if self._v5 else False,
+            manual_ack=True,
+        )
+        user = s.mqtt_username or url_user
+        password = s.mqtt_password or url_pw
+        if user:
+            client.username_pw_set(user, password)
+        if tls:
+            client.tls_set(
+                ca_certs=str(s.mqtt_ca_file) if s.mqtt_ca_file else None,
+                certfile=str(s.mqtt_cert_file) if s.mqtt_cert_file else None,
+                keyfile=str(s.mqtt_key_file) if s.mqtt_key_file else None,
+            )
+            client.tls_insecure_set(s.mqtt_tls_insecure)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        # Registering these makes paho queue outgoing packets (acks from the writer thread)
+        # instead of writing to the socket from the calling thread; we write in run().
+        client.on_socket_register_write = self._on_register_write
+        client.on_socket_unregister_write = lambda *_a: None
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(1000)
+        return client
+
+    def _connect(self) -> None:
+        s = self._settings
+        if self._v5:
+            props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            props.SessionExpiryInterval = s.mqtt_session_expiry
+            props.ReceiveMaximum = s.mqtt_receive_maximum
+            self._client.connect(
+                self._host,
+                self._port,
+                keepalive=s.mqtt_keepalive,
+                clean_start=False,
+                properties=props,
+            )
+        else:
+            self._client.connect(self._host, self._port, keepalive=s.mqtt_keepalive)
+
+    def _pump(self) -> None:
+        client = self._client
+        while not self._stop.is_set():
+            sock = client.socket()
+            if sock is None:
+                return
+            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            wlist = [sock] if client.want_write() else []
+            if pending:
+                readable: list[Any] = [sock]
+                writable: list[Any] = wlist
+            else:
+                rlist = [sock, self._wake_r] if self._reading else [self._wake_r]
+                readable, writable, _ = select.select(rlist, wlist, [], 1.0)
+            if self._wake_r in readable:
+                self._drain_wake()
+            if sock in readable and client.loop_read(max_packets=256) != mqtt.MQTT_ERR_SUCCESS:
+                return
+            if (sock in writable or client.want_write()) and client.loop_write() not in (
+                mqtt.MQTT_ERR_SUCCESS,
+                mqtt.MQTT_ERR_AGAIN,
+            ):
+                return
+            if client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                return
+
+    def _on_lost(self) -> None:
+        if self._connected.is_set():
+            logger.warning("lost connection to MQTT broker %s", self.broker)
+        self._connected.clear()
+        self._stats.broker_connected = False
+
+    def _disconnect_cleanly(self) -> None:
+        if not self._connected.is_set():
+            return
+        # Send what is queued (the last acks), then DISCONNECT; keep the session.
+        deadline = time.monotonic() + 2
+        client = self._client
+        while client.want_write() and time.monotonic() < deadline:
+            if client.loop_write() not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+                break
+        client.disconnect()
+        while client.want_write() and time.monotonic() < deadline:
+            if client.loop_write() not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
+                break
+        self._connected.clear()
+        self._stats.broker_connected = False
+
+    def _wake(self) -> None:
+        # BlockingIOError: a wake-up is already pending; OSError: we are closing.
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self._wake_r.recv(4096):
+                pass
+
+    def _on_register_write(self, *_args: object) -> None:
+        self._wake()
+
+    # -- paho callbacks (all run in the ingest thread) ----------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, flags: Any, reason: Any, _props: Any
+    ) -> None:
+        if reason.is_failure:
+            logger.error("MQTT broker %s refused the connection: %s", self.broker, reason)
+            return
+        self._generation += 1
+        self._stats.connects += 1
+        self._stats.broker_connected = True
+        self._connected.set()
+        topic = subscription_topic(self._settings)
+        client.subscribe(topic, qos=self._settings.mqtt_qos)
+        self._stats.subscriptions = [topic]
+        logger.info(
+            "connected to MQTT broker %s (session present: %s); subscribing to %s",
+            self.broker,
+            flags.session_present,
+            topic,
+        )
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        for code in reasons:
+            if code.is_failure:
+                logger.error("subscription refused by the broker: %s", code)
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        self._stats.disconnects += 1
+        self._connected.clear()
+        self._stats.broker_connected = False
+        if not self._stop.is_set():
+            logger.warning("MQTT broker %s disconnected us: %s", self.broker, reason)
+
+    def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        now_ms = int(now * 1000)
+        stats = self._stats
+        stats.messages_received += 1
+        stats.last_message_at = now
+        topic = msg.topic
+        stats.last_topic = topic
+        payload = bytes(msg.payload)
+        decoded = decode(topic, payload, now_ms, self._decode_config)
+        self._topics.record(topic, payload, now)
+        if decoded.rejections:
+            stats.messages_rejected += 1
+            self._rejects.add(decoded.rejections)
+        on_committed = None
+        if msg.qos > 0:
+            generation, mid, qos = self._generation, msg.mid, msg.qos
+
+            def on_committed() -> None:
+                if generation == self._generation and self._connected.is_set():
+                    client.ack(mid, qos)
+
+        if not decoded.readings:
+            if on_committed is not None:
+                on_committed()
+            return
+        stats.readings_received += len(decoded.readings)
+        # Blocks while the writer queue is full: we stop reading, the broker holds the rest.
+        while not self._writer.submit(decoded.readings, on_committed, timeout=1.0):
+            if self._stop.is_set():
+                return  # not acked: the broker redelivers after restart

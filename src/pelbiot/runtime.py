@@ -1,0 +1,138 @@
+"""The one object that owns a PELBIOT process's state: engines, store, writer, ingest, counters.
+
+``app.py`` runs its long-lived parts inside the lifespan task group; tests and the CLI build it
+from Settings like everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from pelbiot import __version__
+from pelbiot.db import make_engine
+from pelbiot.ingest import MqttIngest
+from pelbiot.migrations import upgrade
+from pelbiot.payloads import DecodeConfig
+from pelbiot.recorder import Recorder
+from pelbiot.rejects import RejectLog
+from pelbiot.settings import Settings
+from pelbiot.stats import IngestStats
+from pelbiot.store import Store
+from pelbiot.topics import TopicTracker
+from pelbiot.writer import Writer
+
+logger = logging.getLogger(__name__)
+
+RETENTION_INTERVAL_S = 3600.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    writer_engine: Engine
+    store: Store
+    recorder: Recorder
+    writer: Writer
+    rejects: RejectLog
+    stats: IngestStats
+    topics: TopicTracker
+    ingest: MqttIngest | None
+    started: float = field(default_factory=time.time)
+    version: str = __version__
+
+    @classmethod
+    def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
+        url = settings.effective_database_url
+        engine = make_engine(url)
+        if migrate:
+            upgrade(engine)
+        writer_engine = make_engine(url, writer=True)
+        store = Store(engine)
+        recorder = Recorder(writer_engine, auto_create_panels=settings.auto_create_panels)
+        store.on_panel_deleted(recorder.forget_panel)
+        rejects = RejectLog(ring_size=settings.rejected_ring_size)
+        stats = IngestStats()
+        topics = TopicTracker()
+        writer = Writer(
+            recorder,
+            queue_size=settings.writer_queue_size,
+            batch_max=settings.writer_batch_max,
+            rejects=rejects,
+            stats=stats,
+        )
+        ingest = None
+        if settings.mqtt_url:
+            ingest = MqttIngest(
+                settings, writer=writer, rejects=rejects, stats=stats, topics=topics
+            )
+        return cls(
+            settings=settings,
+            engine=engine,
+            writer_engine=writer_engine,
+            store=store,
+            recorder=recorder,
+            writer=writer,
+            rejects=rejects,
+            stats=stats,
+            topics=topics,
+            ingest=ingest,
+        )
+
+    @property
+    def decode_config(self) -> DecodeConfig:
+        s = self.settings
+        return DecodeConfig(
+            prefix=s.topic_prefix,
+            max_payload_bytes=s.max_payload_bytes,
+            future_tolerance_ms=int(s.future_tolerance_s * 1000),
+            zone=s.zone,
+        )
+
+    async def run(self, ready: asyncio.Event, stop: asyncio.Event) -> None:
+        """Run writer, ingest and housekeeping until ``stop`` is set, then drain and return.
+
+        Shutdown order: stop reading MQTT, drain the writer (commit + ack), send the last acks
+        and disconnect, so a SIGTERM loses nothing and redelivers nothing.
+        """
+        async with asyncio.TaskGroup() as group:
+            writer_task = group.create_task(asyncio.to_thread(self.writer.run), name="writer")
+            ingest_task = None
+            if self.ingest is not None:
+                ingest_task = group.create_task(
+                    asyncio.to_thread(self.ingest.run), name="mqtt-ingest"
+                )
+            retention_task = group.create_task(self._retention_loop(), name="retention")
+            ready.set()
+            await stop.wait()
+            if self.ingest is not None:
+                self.ingest.pause_reading()
+            self.writer.stop(drain_timeout=3.0)
+            await writer_task
+            if self.ingest is not None and ingest_task is not None:
+                self.ingest.stop()
+                await ingest_task
+            retention_task.cancel()
+        self.writer_engine.dispose()
+        self.engine.dispose()
+
+    async def _retention_loop(self) -> None:
+        days = self.settings.raw_retention_days
+        if days <= 0:
+            return
+        while True:
+            cutoff = int((time.time() - days * 86400) * 1000)
+            try:
+                deleted = await asyncio.to_thread(self.store.purge_before, cutoff)
+                if deleted:
+                    logger.info(
+                        "retention: deleted %d raw readings older than %d days", deleted, days
+                    )
+            except Exception:
+                logger.exception("retention purge failed; will retry")
+            await asyncio.sleep(RETENTION_INTERVAL_S)

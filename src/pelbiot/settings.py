@@ -1,0 +1,187 @@
+"""The one settings class. Every long-lived object receives it explicitly.
+
+Values come from the environment (prefix ``PELBIOT_``) or a ``.env`` file. A bad value stops the
+start with a message that names the setting (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pelbiot.errors import ConfigError
+
+DEV_SECRET = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
+
+
+def _default_client_id() -> str:
+    # Stable across restarts so the broker keeps our persistent session.
+    return f"pelbiot-{socket.gethostname()}"[:64]
+
+
+class Settings(BaseSettings):
+    """Configuration of a PELBIOT process. Field docs are the reference in docs/configuration.md."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PELBIOT_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    env: Literal["development", "production"] = Field(
+        "development", description="`production` refuses default secrets."
+    )
+    secret_key: str = Field(DEV_SECRET, description="Signs tokens. Required in production.")
+
+    # --- MQTT -------------------------------------------------------------------------------
+    mqtt_url: str | None = Field(
+        None,
+        description="Broker URL, mqtt://[user:pass@]host[:port] or mqtts://. Unset: the demo "
+        "starts an embedded broker; `serve` needs it.",
+    )
+    mqtt_client_id: str = Field(
+        default_factory=_default_client_id,
+        description="MQTT client id; keep it stable so the persistent session survives restarts.",
+    )
+    mqtt_username: str | None = Field(None, description="Broker username (overrides the URL's).")
+    mqtt_password: str | None = Field(None, description="Broker password (overrides the URL's).")
+    mqtt_ca_file: Path | None = Field(None, description="CA bundle for mqtts://.")
+    mqtt_cert_file: Path | None = Field(None, description="Client certificate for mqtts://.")
+    mqtt_key_file: Path | None = Field(None, description="Client key for mqtts://.")
+    mqtt_tls_insecure: bool = Field(False, description="Skip the broker hostname check (testing).")
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="MQTT protocol version; 5 lets us raise the in-flight window."
+    )
+    mqtt_qos: Literal[0, 1] = Field(1, description="Subscription QoS; 1 for no loss.")
+    mqtt_receive_maximum: int = Field(
+        20000,
+        ge=1,
+        le=65535,
+        description="MQTT 5 receive-maximum: unacknowledged messages the broker may send us.",
+    )
+    mqtt_session_expiry: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        description="Seconds the broker keeps our session (and queued messages) while we are away.",
+    )
+    mqtt_keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive in seconds.")
+    mqtt_shared_group: str | None = Field(
+        None,
+        description="Subscribe as `$share/<group>/...` so N ingest workers split the stream.",
+    )
+    mqtt_reconnect_min: float = Field(0.5, gt=0, description="First reconnect delay (s).")
+    mqtt_reconnect_max: float = Field(30.0, gt=0, description="Reconnect delay cap (s).")
+    topic_prefix: str = Field("panel", description="Topics are `<prefix>/<panel>/<metric>`.")
+
+    # --- storage ----------------------------------------------------------------------------
+    database_url: str | None = Field(
+        None,
+        description="sqlite:///path or postgresql://user@host/db. Unset: SQLite at "
+        "<data_dir>/pelbiot.db.",
+    )
+    data_dir: Path = Field(Path("data"), description="Where the default SQLite file lives.")
+    raw_retention_days: int = Field(
+        0, ge=0, description="Delete raw readings older than this many days; 0 keeps them all."
+    )
+    auto_create_panels: bool = Field(
+        True, description="Create a panel on its first reading; off rejects unknown panels."
+    )
+
+    # --- ingest -----------------------------------------------------------------------------
+    writer_queue_size: int = Field(
+        100_000, ge=100, description="Bound of the writer queue, in messages."
+    )
+    writer_batch_max: int = Field(
+        20_000, ge=1, description="Most readings committed in one transaction."
+    )
+    max_payload_bytes: int = Field(
+        65_536, ge=64, description="Larger MQTT payloads are rejected as too_large."
+    )
+    future_tolerance_s: float = Field(
+        300.0, ge=0, description="Readings stamped further in the future are rejected."
+    )
+    rejected_ring_size: int = Field(500, ge=1, description="Rejected messages kept for the API.")
+
+    # --- HTTP -------------------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")
+    http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
+    timezone: str = Field("Asia/Jakarta", description="Site time zone (IANA name).")
+
+    redis_url: str | None = Field(None, description="Optional Redis for multi-worker fan-out.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts", "tcp", "ssl"} or not parts.hostname:
+            raise ValueError("expected mqtt://host[:port] or mqtts://host[:port]")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_scheme(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split(":", 1)[0].split("+", 1)[0]
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError("expected sqlite:///path or postgresql://user@host/db")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if not value or any(c in value for c in "#+"):
+            raise ValueError("must be a non-empty topic level without wildcards")
+        return value
+
+    @model_validator(mode="after")
+    def _production_secrets(self) -> Settings:
+        if self.env == "production" and (
+            len(self.secret_key) < 16 or self.secret_key == DEV_SECRET
+        ):
+            raise ValueError(
+                "PELBIOT_SECRET_KEY must be set to a random value of at least 16 characters "
+                "in production"
+            )
+        if self.mqtt_reconnect_max < self.mqtt_reconnect_min:
+            raise ValueError("mqtt_reconnect_max must be >= mqtt_reconnect_min")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'pelbiot.db').as_posix()}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning validation failures into one ConfigError naming each setting."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            env_name = f"PELBIOT_{name.upper()}" if err["loc"] else "settings"
+            problems.append(f"{env_name}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
