@@ -40,8 +40,8 @@ class Settings(BaseSettings):
     # --- MQTT -------------------------------------------------------------------------------
     mqtt_url: str | None = Field(
         None,
-        description="Broker URL, mqtt://[user:pass@]host[:port] or mqtts://. Unset: the demo "
-        "starts an embedded broker; `serve` needs it.",
+        description="Broker URL, mqtt://[user:pass@]host[:port] or mqtts://. Unset: an embedded "
+        "broker is started (`serve`: port 1883, `demo`: a free port).",
     )
     mqtt_client_id: str = Field(
         default_factory=_default_client_id,
@@ -111,7 +111,9 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     timezone: str = Field("Asia/Jakarta", description="Site time zone (IANA name).")
 
-    redis_url: str | None = Field(None, description="Optional Redis for multi-worker fan-out.")
+    redis_url: str | None = Field(
+        None, description="Redis for multi-worker live fan-out (accepted; used from 0.2 on)."
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -158,6 +160,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PELBIOT_SECRET_KEY must be set to a random value of at least 16 characters "
                 "in production"
+            )
+        if self.mqtt_receive_maximum > self.writer_queue_size:
+            raise ValueError(
+                "PELBIOT_MQTT_RECEIVE_MAXIMUM must not exceed PELBIOT_WRITER_QUEUE_SIZE "
+                "(the broker could then send more than the writer queue holds)"
             )
         if self.mqtt_reconnect_max < self.mqtt_reconnect_min:
             raise ValueError("mqtt_reconnect_max must be >= mqtt_reconnect_min")

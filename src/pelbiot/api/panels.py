@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,7 +26,7 @@ class PanelFields(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     region: str | None = Field(None, max_length=100)
     location: str | None = Field(None, max_length=200)
-    phases: int | None = Field(None, ge=1, le=3, description="1 or 3")
+    phases: Literal[1, 3] | None = Field(None, description="1 or 3")
     nominal_voltage: float | None = Field(None, gt=0, le=100_000, description="V (phase-neutral)")
     rated_current: float | None = Field(None, gt=0, le=100_000, description="A")
     kva_rating: float | None = Field(None, gt=0, le=1_000_000, description="transformer kVA")
