@@ -72,9 +72,12 @@ def test_list_filters_by_region_and_search(client: TestClient) -> None:
         ("gi-2", "Gardu Induk Dua", "Jakarta"),
         ("pabrik-1", "Panel Pabrik", "Bekasi"),
     ]:
-        assert client.post(
-            "/api/v1/panels", json={"id": pid, "name": name, "region": region}
-        ).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/panels", json={"id": pid, "name": name, "region": region}
+            ).status_code
+            == 201
+        )
     everything = client.get("/api/v1/panels").json()
     assert everything["total"] == 3
     jakarta = client.get("/api/v1/panels", params={"region": "Jakarta"}).json()
@@ -117,8 +120,10 @@ def test_auto_create_off_rejects_unknown_panels(make_client) -> None:  # type: i
         assert client.post("/api/v1/panels", json={"id": "known"}).status_code == 201
         store(
             client,
-            [Reading("known", "voltage", 1_795_000_000_000, 230.0),
-             Reading("stranger", "voltage", 1_795_000_000_000, 230.0)],
+            [
+                Reading("known", "voltage", 1_795_000_000_000, 230.0),
+                Reading("stranger", "voltage", 1_795_000_000_000, 230.0),
+            ],
         )
         assert [p["id"] for p in client.get("/api/v1/panels").json()["items"]] == ["known"]
         rejected = client.get("/api/v1/ingest/rejected").json()

@@ -57,8 +57,12 @@ def test_several_metrics_and_aliases(client: TestClient) -> None:
 def test_raw_paging_returns_everything_once(client: TestClient) -> None:
     seed_day(client)
     seen: list[str] = []
-    params: dict[str, object] = {"metric": "voltage", "start": T0, "end": T0 + 86_400_000,
-                                 "limit": 500}
+    params: dict[str, object] = {
+        "metric": "voltage",
+        "start": T0,
+        "end": T0 + 86_400_000,
+        "limit": 500,
+    }
     pages = 0
     while True:
         body = client.get("/api/v1/panels/trafo1/readings", params=params).json()

@@ -25,7 +25,12 @@ def test_seed_endpoints_over_a_real_broker(
         for value in ("230.1", "231.4"):
             mosquitto_pub(mosquitto, f"{prefix}/trafo1/volt", value)
         topic = f"{prefix}/trafo1/volt"
-        wait_for(lambda: len(client.get("/api/mqtt/history", params={"topic": topic}).json()["data"]) == 2, 3)
+        wait_for(
+            lambda: (
+                len(client.get("/api/mqtt/history", params={"topic": topic}).json()["data"]) == 2
+            ),
+            3,
+        )
 
         history = client.get("/api/mqtt/history", params={"topic": topic, "limit": 1}).json()
         assert history["success"] is True

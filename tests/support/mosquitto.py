@@ -15,7 +15,9 @@ from pelbiot.broker import free_port
 
 
 def mosquitto_binary() -> str:
-    path = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    path = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if path is None:
         pytest.skip("mosquitto is not installed (make test installs it with apt-get)")
     return path
