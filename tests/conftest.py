@@ -73,7 +73,7 @@ def make_settings(database_url: str, prefix: str, tmp_path: Path) -> Callable[..
 def make_client(
     make_settings: Callable[..., Settings],
 ) -> Callable[..., AbstractContextManager[TestClient]]:
-    """``with make_client(mqtt_url=...) as client:`` runs the full app (writer, ingest) in-process."""
+    """``with make_client(mqtt_url=...) as client:`` runs the whole app in-process."""
 
     @contextmanager
     def factory(**overrides: Any) -> Iterator[TestClient]:

@@ -18,8 +18,19 @@ ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 
 def mosquitto_pub(broker: Mosquitto, topic: str, message: str, qos: int = 1) -> None:
     subprocess.run(
-        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker.port), "-q", str(qos),
-         "-t", topic, "-m", message],
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-q",
+            str(qos),
+            "-t",
+            topic,
+            "-m",
+            message,
+        ],
         check=True,
         timeout=10,
     )
@@ -45,7 +56,7 @@ def test_mosquitto_pub_reading_is_served_within_one_second(
         mosquitto_pub(mosquitto, f"{prefix}/trafo1/volt", "230.45")
 
         def latest() -> Any:
-            values = client.get(f"/api/v1/panels/trafo1/latest")
+            values = client.get("/api/v1/panels/trafo1/latest")
             return values.status_code == 200 and values.json()["values"].get("voltage")
 
         voltage = wait_for(latest, 1.0)
