@@ -52,6 +52,9 @@ async def run_process(
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=2,
+            # Protocol pings drop dead dashboard sockets instead of letting them pile up.
+            ws_ping_interval=20.0,
+            ws_ping_timeout=20.0,
             lifespan="on",
         )
         server = _Server(config)

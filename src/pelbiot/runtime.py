@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from pelbiot import __version__
 from pelbiot.db import make_engine
 from pelbiot.ingest import MqttIngest
+from pelbiot.live import LiveHub
 from pelbiot.migrations import upgrade
 from pelbiot.payloads import DecodeConfig
 from pelbiot.recorder import Recorder
@@ -43,6 +44,7 @@ class Runtime:
     stats: IngestStats
     topics: TopicTracker
     ingest: MqttIngest | None
+    hub: LiveHub
     started: float = field(default_factory=time.time)
     version: str = __version__
 
@@ -66,6 +68,11 @@ class Runtime:
             rejects=rejects,
             stats=stats,
         )
+        hub = LiveHub(
+            max_rate_hz=settings.live_max_rate_hz, client_queue_size=settings.live_client_queue
+        )
+        writer.add_listener(hub.on_batch)
+        store.on_panel_deleted(hub.forget_panel)
         ingest = None
         if settings.mqtt_url:
             ingest = MqttIngest(
@@ -82,6 +89,7 @@ class Runtime:
             stats=stats,
             topics=topics,
             ingest=ingest,
+            hub=hub,
         )
 
     @property
@@ -108,6 +116,9 @@ class Runtime:
                     asyncio.to_thread(self.ingest.run), name="mqtt-ingest"
                 )
             retention_task = group.create_task(self._retention_loop(), name="retention")
+            self.hub.seed(await asyncio.to_thread(self.store.latest))
+            hub_task = group.create_task(self.hub.run(), name="live-hub")
+            status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
             ready.set()
             await stop.wait()
             if self.ingest is not None:
@@ -118,8 +129,33 @@ class Runtime:
                 self.ingest.stop()
                 await ingest_task
             retention_task.cancel()
+            hub_task.cancel()
+            status_task.cancel()
         self.writer_engine.dispose()
         self.engine.dispose()
+
+    def ingest_summary(self) -> dict[str, object]:
+        """The counters a dashboard shows; rates are derived by the client from two frames."""
+        st = self.stats
+        return {
+            "type": "ingest",
+            "connected": self.ingest.connected if self.ingest else False,
+            "broker": self.ingest.broker if self.ingest else None,
+            "messages_received": st.messages_received,
+            "readings_received": st.readings_received,
+            "readings_written": st.readings_written,
+            "duplicates": st.duplicates,
+            "rejected": self.rejects.total(),
+            "queue_depth": self.writer.depth,
+            "lag_s": round(st.last_lag_s, 4),
+            "db_ok": st.db_ok,
+            "server_time": int(time.time() * 1000),
+        }
+
+    async def _broadcast_ingest_status(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.live_status_interval_s)
+            self.hub.broadcast(self.ingest_summary())
 
     async def _retention_loop(self) -> None:
         days = self.settings.raw_retention_days

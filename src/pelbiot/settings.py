@@ -111,6 +111,16 @@ class Settings(BaseSettings):
     http_port: int = Field(8000, ge=0, le=65535, description="HTTP port.")
     timezone: str = Field("Asia/Jakarta", description="Site time zone (IANA name).")
 
+    live_max_rate_hz: float = Field(
+        5.0, gt=0, le=100, description="Most live reading frames per panel per second."
+    )
+    live_client_queue: int = Field(
+        256, ge=8, description="Frames a slow WebSocket client may lag before it is resynced."
+    )
+    live_status_interval_s: float = Field(
+        2.0, gt=0, description="Seconds between ingest status frames on the live feed."
+    )
+
     redis_url: str | None = Field(
         None, description="Redis for multi-worker live fan-out (accepted; used from 0.2 on)."
     )

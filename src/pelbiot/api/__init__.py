@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from pelbiot.api import health, ingest_status, panels, seed
+from pelbiot.api import health, ingest_status, live, panels, seed
 from pelbiot.api.deps import authorize
 
 
@@ -13,6 +13,7 @@ def build_routers() -> list[APIRouter]:
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
     v1.include_router(panels.router)
     v1.include_router(ingest_status.router)
+    v1.include_router(live.router)
     compat = APIRouter(dependencies=[Depends(authorize)])
     compat.include_router(seed.router)
     return [health.router, v1, compat]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 
 from pelbiot.runtime import Runtime
 
@@ -17,6 +18,6 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def authorize(request: Request) -> None:
+async def authorize(connection: HTTPConnection) -> None:
     """The one place access is decided. Accounts and API keys plug in here (issue #5)."""
     return None
