@@ -6,7 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean
+.PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean web
+WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
+	web/package-lock.json web/vite.config.ts web/tsconfig.json
+DASHBOARD := src/pelbiot/static/index.html
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +19,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+## The dashboard: npm packages from the lockfile, built into the Python package's static files.
+$(DASHBOARD): $(WEB_SOURCES)
+	@bash scripts/system-deps.sh node
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+	touch $(DASHBOARD)
+
+web: $(DASHBOARD)
+
 ## Debian packages the tests use (the broker and its clients); installed only when missing.
 system-deps:
 	@bash scripts/system-deps.sh
@@ -24,7 +35,7 @@ system-deps:
 services:
 	@bash scripts/services.sh
 
-demo: install
+demo: install web
 	$(BIN)/pelbiot demo
 
 lint: install
@@ -38,10 +49,10 @@ fmt: install
 typecheck: install
 	$(BIN)/mypy
 
-test-sqlite: install system-deps
+test-sqlite: install system-deps web
 	$(BIN)/pytest -q
 
-test-postgres: install system-deps services
+test-postgres: install system-deps services web
 	PELBIOT_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
 
 test: lint typecheck test-sqlite test-postgres
@@ -50,4 +61,4 @@ bench: install system-deps services
 	$(BIN)/python -m bench.ingest
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data web/node_modules src/pelbiot/static

@@ -6,11 +6,13 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pelbiot import __version__
@@ -52,7 +54,26 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     for router in build_routers():
         app.include_router(router)
     _install_error_handlers(app)
+    _mount_dashboard(app)
     return app
+
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def _mount_dashboard(app: FastAPI) -> None:
+    """Serve the built dashboard (``make web``) at /; say how to build it when it is missing."""
+    if (STATIC_DIR / "index.html").exists():
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+        return
+
+    @app.get("/", include_in_schema=False)
+    def _not_built() -> HTMLResponse:
+        return HTMLResponse(
+            "<h1>PELBIOT</h1><p>The dashboard is not built. Run <code>make web</code> "
+            "(or <code>make demo</code>). The API is at <a href='/docs'>/docs</a>.</p>",
+            status_code=503,
+        )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -290,6 +290,22 @@ class Store:
                 total += conn.execute(q).scalar_one()
         return total
 
+    def counter_increase(self, metric: str, start_ms: int) -> dict[str, float]:
+        """Per panel, how much a cumulative counter grew since ``start_ms`` (max - min).
+
+        A counter reset or meter swap within the range is not corrected here; the energy
+        module (issue: energy and cost) handles those.
+        """
+        s, r = schema.series.c, schema.readings.c
+        q = (
+            select(s.panel_id, func.max(r.value) - func.min(r.value))
+            .select_from(schema.readings.join(schema.series, s.id == r.series_id))
+            .where(s.metric == metric, r.ts_ms >= start_ms)
+            .group_by(s.panel_id)
+        )
+        with self.engine.connect() as conn:
+            return {pid: float(delta or 0.0) for pid, delta in conn.execute(q)}
+
     # -- retention ----------------------------------------------------------------------------
 
     def purge_before(self, cutoff_ms: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from pelbiot.api import health, ingest_status, live, panels, seed
+from pelbiot.api import energy, health, ingest_status, live, panels, seed, site
 from pelbiot.api.deps import authorize
 
 
@@ -14,6 +14,8 @@ def build_routers() -> list[APIRouter]:
     v1.include_router(panels.router)
     v1.include_router(ingest_status.router)
     v1.include_router(live.router)
+    v1.include_router(energy.router)
+    v1.include_router(site.router)
     compat = APIRouter(dependencies=[Depends(authorize)])
     compat.include_router(seed.router)
     return [health.router, v1, compat]

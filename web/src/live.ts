@@ -1,0 +1,52 @@
+// The WebSocket client: reconnects with capped, jittered backoff and resyncs from REST.
+import { store, type IngestFrame, type ReadingFrame, type Status } from "./state";
+
+let socket: WebSocket | null = null;
+let attempt = 0;
+let timer: number | undefined;
+
+export function connectLive(): void {
+  clearTimeout(timer);
+  store.setConnection("connecting");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live`);
+  socket = ws;
+  ws.onopen = () => {
+    attempt = 0;
+    store.setConnection("connected");
+    ws.send(JSON.stringify({ type: "subscribe", panels: ["*"] }));
+    // Whatever changed while we were away (new panels, edits) comes from REST.
+    void store.refreshPanels().catch(() => undefined);
+  };
+  ws.onmessage = (event) => handle(JSON.parse(String(event.data)));
+  ws.onclose = () => {
+    if (socket !== ws) return;
+    store.setConnection("disconnected");
+    const delay = Math.min(10_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
+    attempt += 1;
+    timer = window.setTimeout(connectLive, delay);
+  };
+  ws.onerror = () => ws.close();
+}
+
+function handle(frame: { type: string } & Record<string, unknown>): void {
+  switch (frame.type) {
+    case "snapshot":
+      store.applySnapshot(frame.panels as Parameters<typeof store.applySnapshot>[0]);
+      break;
+    case "reading":
+      store.applyReading(frame as unknown as ReadingFrame);
+      break;
+    case "status":
+      store.applyStatus(String(frame.panel), frame.status as Status, (frame.last_seen as number) ?? null);
+      break;
+    case "ingest":
+      store.applyIngest(frame as unknown as IngestFrame);
+      break;
+    case "removed":
+      store.remove(String(frame.panel));
+      break;
+    default:
+      break; // dropped (a snapshot follows), pong, error
+  }
+}
