@@ -1,0 +1,241 @@
+"""The dashboard in a real browser (Playwright driving Debian's chromium) against a real server.
+
+Screenshots of the overview and a panel page are written to docs/screenshots/ by this run.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pelbiot.app import STATIC_DIR
+from tests.support.mosquitto import Mosquitto
+from tests.support.processes import ServerProcess
+from tests.support.publisher import WindowedPublisher
+from tests.test_pipeline import mosquitto_pub, wait_for
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+XSS_NAME = "<img src=x onerror=alert(1)>"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists() or not (STATIC_DIR / "index.html").exists(),
+    reason="needs Debian's chromium and the built dashboard (make test installs and builds both)",
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright_api.sync_playwright() as p:
+        instance = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield instance
+        instance.close()
+
+
+@pytest.fixture
+def page(browser: object) -> Iterator[object]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda dialog: errors.append(f"dialog: {dialog.message}"))
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+@pytest.fixture
+def server(
+    make_server: Callable[..., ServerProcess], mosquitto: Mosquitto
+) -> Iterator[ServerProcess]:
+    srv = make_server(PELBIOT_MQTT_URL=mosquitto.url, PELBIOT_LIVE_STATUS_INTERVAL_S="0.5")
+    srv.start()
+    yield srv
+
+
+@pytest.fixture
+def simulator(mosquitto: Mosquitto, prefix: str) -> Iterator[None]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pelbiot",
+            "simulate",
+            "--panels",
+            "4",
+            "--interval",
+            "0.5",
+            "--broker",
+            mosquitto.url,
+            "--prefix",
+            prefix,
+            "--seed",
+            "7",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    yield
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def card_value(page: object, panel: str, field: str) -> str:
+    return page.locator(f'[data-panel="{panel}"] [data-field="{field}"]').inner_text()  # type: ignore[attr-defined]
+
+
+def test_overview_lists_the_simulated_panels(
+    page: object, server: ServerProcess, simulator: None
+) -> None:
+    wait_for(lambda: len(httpx.get(f"{server.base_url}/api/v1/latest").json()) == 4, 15)
+    httpx.patch(
+        f"{server.base_url}/api/v1/panels/trafo1",
+        json={"name": "Trafo Gedung A", "region": "Jakarta", "kva_rating": 400},
+    )
+    page.goto(server.base_url)  # type: ignore[attr-defined]
+    cards = page.locator('[data-testid="panel-card"]')  # type: ignore[attr-defined]
+    cards.first.wait_for()
+    wait_for(lambda: cards.count() == 4, 10)
+    assert page.locator('[data-testid="connection"]').get_attribute("data-state") == "connected"  # type: ignore[attr-defined]
+    first = card_value(page, "trafo1", "v")
+    wait_for(lambda: card_value(page, "trafo1", "v") != first, 5)
+    assert "Trafo Gedung A" in page.locator('[data-panel="trafo1"] .name').inner_text()  # type: ignore[attr-defined]
+    assert "Daring: 4" in page.locator('[data-testid="count-online"]').inner_text()  # type: ignore[attr-defined]
+    page.select_option('[data-testid="region-filter"]', "Jakarta")  # type: ignore[attr-defined]
+    wait_for(lambda: cards.count() == 1, 3)
+    page.select_option('[data-testid="region-filter"]', "")  # type: ignore[attr-defined]
+    page.fill('[data-testid="search"]', "trafo3")  # type: ignore[attr-defined]
+    wait_for(lambda: cards.count() == 1, 3)
+    page.fill('[data-testid="search"]', "")  # type: ignore[attr-defined]
+    wait_for(lambda: cards.count() == 4, 3)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(600)  # type: ignore[attr-defined]
+    page.screenshot(path=str(DOCS / "overview.png"))  # type: ignore[attr-defined]
+    page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page.screenshot(path=str(DOCS / "overview-phone.png"))  # type: ignore[attr-defined]
+
+
+def test_published_value_shows_on_the_panel_page_within_a_second(
+    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+) -> None:
+    mosquitto_pub(
+        mosquitto,
+        f"{prefix}/gardu9/telemetry",
+        json.dumps({"voltage_l1": 230.0, "current_l1": 10.0, "power": 2300.0}),
+    )
+    wait_for(lambda: httpx.get(f"{server.base_url}/api/v1/panels/gardu9").status_code == 200, 5)
+    page.goto(f"{server.base_url}/#/panel/gardu9")  # type: ignore[attr-defined]
+    cell = page.locator('[data-testid="live-values"] td[data-metric="voltage_l1"]')  # type: ignore[attr-defined]
+    wait_for(lambda: "230,0" in cell.inner_text(), 5)
+    page.wait_for_timeout(300)  # type: ignore[attr-defined]
+    published = time.monotonic()
+    mosquitto_pub(mosquitto, f"{prefix}/gardu9/telemetry", json.dumps({"voltage_l1": 241.7}))
+    cell.filter(has_text="241,7").wait_for(timeout=2000)
+    assert time.monotonic() - published < 1.0 + 0.2  # mosquitto_pub itself takes a moment
+
+
+def test_history_chart_renders_a_day_of_data(
+    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+) -> None:
+    end_ms = int(time.time() * 1000)
+    messages = []
+    for i in range(1440):  # a reading a minute, all inside the page's last-24-hours range
+        ts = end_ms - (1439 - i) * 60_000 - 1000
+        volts = 225 + 10 * ((i % 240) / 240)
+        messages.append(
+            (
+                f"{prefix}/harian/telemetry",
+                json.dumps(
+                    {
+                        "ts": ts,
+                        "voltage_l1": volts,
+                        "voltage_l2": volts - 1,
+                        "voltage_l3": volts + 1,
+                    }
+                ).encode(),
+            )
+        )
+    with WindowedPublisher("127.0.0.1", mosquitto.port, client_id=f"hist-{prefix}") as pub:
+        pub.publish_all(messages)
+    wait_for(
+        lambda: (
+            httpx.get(f"{server.base_url}/api/v1/ingest/status").json()["counters"][
+                "readings_written"
+            ]
+            >= 3 * 1440
+        ),
+        20,
+    )
+    page.goto(f"{server.base_url}/#/panel/harian")  # type: ignore[attr-defined]
+    chart = page.locator('[data-testid="history-chart"]')  # type: ignore[attr-defined]
+    chart.locator("canvas").wait_for(timeout=10_000)
+    wait_for(lambda: chart.get_attribute("data-points") == str(3 * 1440), 10)
+    legend = chart.locator(".u-legend").inner_text()
+    assert "voltage_l1" in legend
+    page.screenshot(path=str(DOCS / "panel.png"), full_page=True)  # type: ignore[attr-defined]
+
+
+def test_switching_language_changes_labels_and_number_format(
+    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+) -> None:
+    mosquitto_pub(mosquitto, f"{prefix}/bahasa/telemetry", json.dumps({"voltage_l1": 1234.5 / 10}))
+    page.goto(server.base_url)  # type: ignore[attr-defined]
+    page.locator('[data-panel="bahasa"]').wait_for()  # type: ignore[attr-defined]
+    nav = page.locator("nav")  # type: ignore[attr-defined]
+    assert "Ringkasan" in nav.inner_text()
+    wait_for(lambda: card_value(page, "bahasa", "v") == "123,5 V", 5)
+    page.select_option('[data-testid="language"]', "en")  # type: ignore[attr-defined]
+    wait_for(lambda: "Overview" in nav.inner_text(), 3)
+    wait_for(lambda: card_value(page, "bahasa", "v") == "123.5 V", 3)
+    page.reload()  # type: ignore[attr-defined]
+    page.locator('[data-panel="bahasa"]').wait_for()  # type: ignore[attr-defined]
+    assert "Overview" in page.locator("nav").inner_text()  # type: ignore[attr-defined]  # remembered
+
+
+def test_page_reconnects_after_a_server_restart(
+    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+) -> None:
+    mosquitto_pub(mosquitto, f"{prefix}/ulang/volt", "230.1")
+    page.goto(f"{server.base_url}/#/panel/ulang")  # type: ignore[attr-defined]
+    connection = page.locator('[data-testid="connection"]')  # type: ignore[attr-defined]
+    wait_for(lambda: connection.get_attribute("data-state") == "connected", 10)
+    server.stop()
+    wait_for(lambda: connection.get_attribute("data-state") != "connected", 10)
+    server.start()
+    wait_for(lambda: connection.get_attribute("data-state") == "connected", 20)
+    mosquitto_pub(mosquitto, f"{prefix}/ulang/volt", "233.3")
+    cell = page.locator('[data-testid="live-values"] td[data-metric="voltage"]')  # type: ignore[attr-defined]
+    cell.filter(has_text="233,3").wait_for(timeout=5000)
+
+
+def test_hostile_panel_name_shows_as_text(page: object, server: ServerProcess) -> None:
+    created = httpx.post(f"{server.base_url}/api/v1/panels", json={"id": "xss", "name": XSS_NAME})
+    assert created.status_code == 201
+    page.goto(server.base_url)  # type: ignore[attr-defined]
+    name = page.locator('[data-panel="xss"] .name')  # type: ignore[attr-defined]
+    name.wait_for()
+    assert name.inner_text() == XSS_NAME
+    assert page.locator("img[src=x]").count() == 0  # type: ignore[attr-defined]
+    page.goto(f"{server.base_url}/#/panel/xss")  # type: ignore[attr-defined]
+    title = page.locator('[data-testid="panel-title"]')  # type: ignore[attr-defined]
+    wait_for(lambda: title.inner_text() == XSS_NAME, 5)
+    assert page.locator("img[src=x]").count() == 0  # type: ignore[attr-defined]
