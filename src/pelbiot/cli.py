@@ -165,7 +165,10 @@ def demo(panels: int, interval: float, port: int | None, broker_port: int) -> No
     from pelbiot.broker import free_port
     from pelbiot.launcher import run_process
 
+    from pelbiot.demo_site import register_demo_panels
+
     settings = _settings(http_port=port)
+    register_demo_panels(settings, panels)
     broker_port = broker_port or free_port()
     sim = SimulatorConfig(
         panels=panels, interval_s=interval, prefix=settings.topic_prefix, zone=settings.zone

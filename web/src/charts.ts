@@ -136,7 +136,7 @@ export function historyChart(el: HTMLElement, series: HistorySeries[], rangeMs: 
   return new uPlot(opts as uPlot.Options, columns as uPlot.AlignedData, el);
 }
 
-export function sparkline(el: HTMLElement, ts: number[], values: number[], limit: number | null): uPlot {
+export function sparkline(el: HTMLElement, ts: number[], values: number[], limit: number | null, rangeMs: [number, number]): uPlot {
   const opts = {
     width: widthOf(el),
     height: 90,
@@ -144,7 +144,7 @@ export function sparkline(el: HTMLElement, ts: number[], values: number[], limit
     legend: { show: false },
     cursor: { show: false },
     axes: [{ ...timeAxis(), size: 24, font: "10px sans-serif" }, { size: 36, font: "10px sans-serif" }],
-    scales: { x: { time: true }, y: { range: (_u: uPlot, lo: number, hi: number) => [Math.min(0, lo), Math.max(hi, limit ?? hi) * 1.05] as uPlot.Range.MinMax } },
+    scales: { x: { time: true, range: [rangeMs[0] / 1000, rangeMs[1] / 1000] as uPlot.Range.MinMax }, y: { range: (_u: uPlot, lo: number, hi: number) => [Math.min(0, lo), Math.max(hi, limit ?? hi) * 1.05] as uPlot.Range.MinMax } },
     series: [{}, { stroke: "#2563eb", fill: "#2563eb22", width: 1.5 }, ...(limit ? [{ stroke: "#dc2626", width: 1, dash: [4, 4] }] : [])],
   };
   const data = [ts.map((ms) => ms / 1000), values, ...(limit ? [ts.map(() => limit)] : [])];

@@ -73,5 +73,5 @@ async function loadProfile(panelId: string, kva: number, el: HTMLElement): Promi
   }
   const ts = series.points.map((p) => Date.parse(p.ts));
   const pct = series.points.map((p) => (100 * (p.max ?? p.value)) / 1000 / kva);
-  sparkline(el, ts, pct, 100);
+  sparkline(el, ts, pct, 100, [end - 86400e3, end]);
 }
