@@ -163,9 +163,8 @@ def simulate(
 def demo(panels: int, interval: float, port: int | None, broker_port: int) -> None:
     """Everything on one machine: embedded broker, simulated meters, the server."""
     from pelbiot.broker import free_port
-    from pelbiot.launcher import run_process
-
     from pelbiot.demo_site import register_demo_panels
+    from pelbiot.launcher import run_process
 
     settings = _settings(http_port=port)
     register_demo_panels(settings, panels)
