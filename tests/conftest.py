@@ -12,10 +12,39 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.app import create_app
+from pelbiot.permissions import Role
+from pelbiot.errors import NotFoundError
 from pelbiot.settings import Settings, load_settings
 from tests.support.databases import backend, fresh_database
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import ServerProcess
+
+
+TEST_PASSWORD = "Test-password-4-pelbiot"
+
+
+def login_as(
+    client: TestClient,
+    username: str,
+    role: Role,
+    *,
+    regions: list[str] | None = None,
+    password: str = TEST_PASSWORD,
+) -> dict[str, str]:
+    """Create the user if needed, log in, and make the client send its bearer token."""
+    accounts = client.app.state.runtime.accounts  # type: ignore[attr-defined]
+    try:
+        accounts.by_name(username)
+    except NotFoundError:
+        accounts.create(username, password, role, regions=regions)
+    response = client.post(
+        "/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    client.cookies.clear()
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    client.headers.update(headers)
+    return headers
 
 
 def pytest_report_header() -> str:
@@ -76,10 +105,12 @@ def make_client(
     """``with make_client(mqtt_url=...) as client:`` runs the whole app in-process."""
 
     @contextmanager
-    def factory(**overrides: Any) -> Iterator[TestClient]:
+    def factory(*, login: bool = True, **overrides: Any) -> Iterator[TestClient]:
         settings = make_settings(**overrides)
         with TestClient(create_app(settings)) as client:
             client.app_settings = settings  # type: ignore[attr-defined]
+            if login:
+                login_as(client, "root", Role.SUPER_ADMIN)
             yield client
 
     return factory

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,13 +12,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pelbiot import __version__
 from pelbiot.api import build_routers
-from pelbiot.errors import PelbiotError
+from pelbiot.errors import PelbiotError, RateLimitedError, UnauthorizedError
+from pelbiot.middleware import BodySizeLimit, SecurityHeaders
 from pelbiot.runtime import Runtime
 from pelbiot.settings import Settings
 
@@ -55,6 +58,16 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         app.include_router(router)
     _install_error_handlers(app)
     _mount_dashboard(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "X-CSRF-Token"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(SecurityHeaders)
     return app
 
 
@@ -81,8 +94,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _pelbiot_error(_request: Request, exc: PelbiotError) -> JSONResponse:
         if exc.status_code >= 500:
             logger.error("%s: %s", exc.code, exc.message)
+        headers = None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        elif isinstance(exc, UnauthorizedError):
+            headers = {"WWW-Authenticate": "Bearer"}
         return JSONResponse(
-            error_body(exc.code, exc.message, exc.details), status_code=exc.status_code
+            error_body(exc.code, exc.message, exc.details),
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Callable
 
 import click
 
@@ -163,22 +164,33 @@ def simulate(
 def demo(panels: int, interval: float, port: int | None, broker_port: int) -> None:
     """Everything on one machine: embedded broker, simulated meters, the server."""
     from pelbiot.broker import free_port
-    from pelbiot.demo_site import register_demo_panels
+    from pelbiot.demo_site import DEMO_ADMIN, demo_admin_password, register_demo_panels
     from pelbiot.launcher import run_process
 
     settings = _settings(http_port=port)
     register_demo_panels(settings, panels)
+    password = demo_admin_password(settings)
+    login_note = f"Demo login: user {DEMO_ADMIN!r}, password {password!r} (new at every start)"
+    announce = _announce_with(login_note)
     broker_port = broker_port or free_port()
     sim = SimulatorConfig(
         panels=panels, interval_s=interval, prefix=settings.topic_prefix, zone=settings.zone
     )
     if settings.mqtt_url:
         logger.info("demo uses the configured broker %s", _redacted(settings.mqtt_url))
-        asyncio.run(run_process(settings, simulator=sim, on_ready=_announce))
+        asyncio.run(run_process(settings, simulator=sim, on_ready=announce))
         return
     asyncio.run(
-        run_process(settings, embedded_broker_port=broker_port, simulator=sim, on_ready=_announce)
+        run_process(settings, embedded_broker_port=broker_port, simulator=sim, on_ready=announce)
     )
+
+
+def _announce_with(note: str) -> Callable[[Settings], None]:
+    def announce(settings: Settings) -> None:
+        _announce(settings)
+        click.echo(f"{note}\n", err=True)
+
+    return announce
 
 
 def _announce(settings: Settings) -> None:
@@ -206,6 +218,15 @@ def _redacted(url: str) -> str:
         return f"{scheme}://***@{rest.split('@', 1)[1]}"
     return url
 
+
+def _register_account_commands() -> None:
+    from pelbiot.cli_accounts import apikey, user
+
+    main.add_command(user)
+    main.add_command(apikey)
+
+
+_register_account_commands()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -4,11 +4,15 @@ so the dashboard shows loading and transformer pages from the first minute."""
 from __future__ import annotations
 
 import logging
+import secrets
 
+from pelbiot.accounts import Accounts
+from pelbiot.audit import AuditLog
 from pelbiot.db import make_engine
-from pelbiot.errors import ConflictError
+from pelbiot.errors import ConflictError, NotFoundError
 from pelbiot.meter_model import make_panels
 from pelbiot.migrations import upgrade
+from pelbiot.permissions import Role
 from pelbiot.settings import Settings
 from pelbiot.store import Store
 
@@ -54,3 +58,25 @@ def register_demo_panels(settings: Settings, count: int, seed: int | None = None
                 continue
     finally:
         engine.dispose()
+
+
+DEMO_ADMIN = "admin"
+
+
+def demo_admin_password(settings: Settings) -> str:
+    """Create the demo's super admin, or give it a fresh password; return the password."""
+    password = "Demo-" + secrets.token_urlsafe(12)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        upgrade(engine)
+        accounts = Accounts(engine, settings, AuditLog(engine))
+        try:
+            user = accounts.by_name(DEMO_ADMIN)
+        except NotFoundError:
+            accounts.create(DEMO_ADMIN, password, Role.SUPER_ADMIN)
+        else:
+            accounts.set_password(user["id"], password, actor=None)
+            accounts.unlock(user["id"], actor=None)
+    finally:
+        engine.dispose()
+    return password

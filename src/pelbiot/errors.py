@@ -42,6 +42,25 @@ class InvalidInputError(PelbiotError):
     code = "invalid_input"
 
 
+class UnauthorizedError(PelbiotError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ForbiddenError(PelbiotError):
+    status_code = 403
+    code = "forbidden"
+
+
+class RateLimitedError(PelbiotError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, details={"retry_after_s": round(retry_after, 1)})
+        self.retry_after = retry_after
+
+
 class ServiceUnavailableError(PelbiotError):
     status_code = 503
     code = "unavailable"

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from pelbiot import __version__
+from pelbiot.accounts import Accounts
+from pelbiot.apikeys import ApiKeys
+from pelbiot.audit import AuditLog
 from pelbiot.db import make_engine
+from pelbiot.directory import PanelDirectory
 from pelbiot.ingest import MqttIngest
 from pelbiot.live import LiveHub
 from pelbiot.migrations import upgrade
@@ -24,12 +28,19 @@ from pelbiot.rejects import RejectLog
 from pelbiot.settings import Settings
 from pelbiot.stats import IngestStats
 from pelbiot.store import Store
+from pelbiot.throttle import SlidingWindow
 from pelbiot.topics import TopicTracker
 from pelbiot.writer import Writer
 
 logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    per_address: SlidingWindow
+    per_key: SlidingWindow
 
 
 @dataclass
@@ -45,6 +56,11 @@ class Runtime:
     topics: TopicTracker
     ingest: MqttIngest | None
     hub: LiveHub
+    audit: AuditLog
+    accounts: Accounts
+    api_keys: ApiKeys
+    directory: PanelDirectory
+    rate_limits: RateLimits
     started: float = field(default_factory=time.time)
     version: str = __version__
 
@@ -73,6 +89,9 @@ class Runtime:
         )
         writer.add_listener(hub.on_batch)
         store.on_panel_deleted(hub.forget_panel)
+        audit = AuditLog(engine)
+        directory = PanelDirectory(store.panel_regions)
+        store.on_panel_changed(directory.invalidate)
         ingest = None
         if settings.mqtt_url:
             ingest = MqttIngest(
@@ -90,6 +109,14 @@ class Runtime:
             topics=topics,
             ingest=ingest,
             hub=hub,
+            audit=audit,
+            accounts=Accounts(engine, settings, audit),
+            api_keys=ApiKeys(engine, audit),
+            directory=directory,
+            rate_limits=RateLimits(
+                per_address=SlidingWindow(limit=settings.rate_limit_per_address, window_s=60),
+                per_key=SlidingWindow(limit=settings.rate_limit_per_key, window_s=60),
+            ),
         )
 
     @property
@@ -119,6 +146,11 @@ class Runtime:
             self.hub.seed(await asyncio.to_thread(self.store.latest))
             hub_task = group.create_task(self.hub.run(), name="live-hub")
             status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
+            if await asyncio.to_thread(self.accounts.count) == 0:
+                logger.warning(
+                    "no user accounts yet: create the first with "
+                    "`pelbiot user create admin --role super_admin --password-stdin`"
+                )
             ready.set()
             await stop.wait()
             if self.ingest is not None:

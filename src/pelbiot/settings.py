@@ -121,6 +121,48 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Seconds between ingest status frames on the live feed."
     )
 
+    # --- accounts and hardening (docs/security.md) --------------------------------------------
+    access_token_ttl_s: int = Field(900, ge=60, le=86_400, description="Access token lifetime.")
+    refresh_token_ttl_s: int = Field(
+        14 * 86_400, ge=300, description="Refresh token (login session) lifetime."
+    )
+    password_min_length: int = Field(10, ge=8, le=128, description="Shortest password accepted.")
+    password_expiry_days: int = Field(
+        0, ge=0, description="Days before a password must be changed; 0 = never."
+    )
+    password_history: int = Field(
+        5, ge=0, le=50, description="A new password may not repeat the last N."
+    )
+    lockout_threshold: int = Field(
+        10, ge=3, description="Consecutive wrong passwords that lock an account."
+    )
+    lockout_minutes: int = Field(15, ge=1, description="How long a locked account stays locked.")
+    login_attempts_per_address: int = Field(
+        30, ge=1, description="Failed logins per address per 5 minutes before 429."
+    )
+    login_attempts_per_account: int = Field(
+        10, ge=1, description="Login attempts per account per minute before 429."
+    )
+    rate_limit_per_address: int = Field(
+        1200, ge=1, description="API requests per address per minute (429 beyond)."
+    )
+    rate_limit_per_key: int = Field(
+        12_000, ge=1, description="API requests per API key per minute (429 beyond)."
+    )
+    max_request_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest request body accepted (413 beyond)."
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (JSON list); empty = none.",
+    )
+    anonymous_read: bool = Field(
+        False, description="Viewer rights without a login (wall displays); never publishing."
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto", description="Secure flag of session cookies; auto = when served over HTTPS."
+    )
+
     redis_url: str | None = Field(
         None, description="Redis for multi-worker live fan-out (accepted; used from 0.2 on)."
     )

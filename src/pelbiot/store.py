@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pelbiot import schema
@@ -45,9 +45,18 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._panel_deleted: list[Callable[[str], None]] = []
+        self._panel_changed: list[Callable[[str], None]] = []
 
     def on_panel_deleted(self, callback: Callable[[str], None]) -> None:
         self._panel_deleted.append(callback)
+
+    def on_panel_changed(self, callback: Callable[[str], None]) -> None:
+        """Called after a panel is created, edited or deleted through the registry."""
+        self._panel_changed.append(callback)
+
+    def _changed(self, panel_id: str) -> None:
+        for callback in self._panel_changed:
+            callback(panel_id)
 
     # -- health -------------------------------------------------------------------------------
 
@@ -64,9 +73,16 @@ class Store:
         search: str | None = None,
         limit: int = 500,
         offset: int = 0,
+        only_regions: frozenset[str] | None = None,
+        only_panel: str | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
+        """Panels page and total; ``only_regions``/``only_panel`` apply a caller's scope."""
         p = schema.panels.c
-        conditions = []
+        conditions: list[ColumnElement[bool]] = []
+        if only_regions is not None:
+            conditions.append(p.region.in_(sorted(only_regions)))
+        if only_panel is not None:
+            conditions.append(p.id == only_panel)
         if region is not None:
             conditions.append(p.region == region)
         if search:
@@ -138,6 +154,7 @@ class Store:
                 )
         except IntegrityError:
             raise ConflictError(f"panel {panel_id!r} already exists") from None
+        self._changed(panel_id)
         return self.get_panel(panel_id)
 
     def update_panel(self, panel_id: str, changes: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +167,7 @@ class Store:
             )
             if result.rowcount == 0:
                 raise NotFoundError(f"panel {panel_id!r} not found")
+        self._changed(panel_id)
         return self.get_panel(panel_id)
 
     def delete_panel(self, panel_id: str) -> None:
@@ -166,6 +184,7 @@ class Store:
                 raise NotFoundError(f"panel {panel_id!r} not found")
         for callback in self._panel_deleted:
             callback(panel_id)
+        self._changed(panel_id)
 
     # -- latest -------------------------------------------------------------------------------
 
@@ -182,6 +201,12 @@ class Store:
             for pid, metric, ts, value in conn.execute(q):
                 out.setdefault(pid, {})[metric] = (ts, value)
         return out
+
+    def panel_regions(self) -> dict[str, str | None]:
+        """Every panel's region, for access checks (see directory.py)."""
+        p = schema.panels.c
+        with self.engine.connect() as conn:
+            return {pid: region for pid, region in conn.execute(select(p.id, p.region))}
 
     def panel_exists(self, panel_id: str) -> bool:
         with self.engine.connect() as conn:

@@ -4,18 +4,39 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from pelbiot.api import energy, health, ingest_status, live, panels, seed, site
+from pelbiot.api import (
+    api_keys,
+    audit,
+    auth,
+    energy,
+    health,
+    http_ingest,
+    ingest_status,
+    live,
+    panels,
+    seed,
+    site,
+    users,
+)
 from pelbiot.api.deps import authorize
 
 
 def build_routers() -> list[APIRouter]:
-    # Every /api/v1 route hangs under one router so one dependency guards them all.
+    # Every API route hangs under a router guarded by `authorize`, the one access gate.
     v1 = APIRouter(prefix="/api/v1", dependencies=[Depends(authorize)])
-    v1.include_router(panels.router)
-    v1.include_router(ingest_status.router)
-    v1.include_router(live.router)
-    v1.include_router(energy.router)
-    v1.include_router(site.router)
+    for module in (
+        auth,
+        panels,
+        ingest_status,
+        http_ingest,
+        live,
+        energy,
+        site,
+        users,
+        api_keys,
+        audit,
+    ):
+        v1.include_router(module.router)
     compat = APIRouter(dependencies=[Depends(authorize)])
     compat.include_router(seed.router)
     return [health.router, v1, compat]

@@ -1,13 +1,38 @@
-"""Shared dependencies: the runtime, and the single authorization hook for every API route."""
+"""Shared dependencies: the runtime, and ``authorize``, the one gate every API route passes.
+
+``authorize`` finds who is asking (API key header, bearer token, session cookie, or the
+WebSocket ``?token=``), looks the route up in ``permissions.ROUTES`` (fail closed: a route
+without a rule is refused), checks the permission and the rate limits, and leaves the caller in
+``request.state.principal``. Cookie-authenticated writes must carry the CSRF header.
+"""
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocketException
 from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION
 
+from pelbiot.apikeys import looks_like_key
+from pelbiot.errors import ForbiddenError, PelbiotError, RateLimitedError, UnauthorizedError
+from pelbiot.permissions import (
+    ANONYMOUS_VIEWER,
+    PUBLIC,
+    ROUTES,
+    Perm,
+    Principal,
+    route_template,
+)
 from pelbiot.runtime import Runtime
+
+ACCESS_COOKIE = "pelbiot_access"
+REFRESH_COOKIE = "pelbiot_refresh"
+CSRF_COOKIE = "pelbiot_csrf"
+CSRF_HEADER = "x-csrf-token"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_MISSING = object()
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -18,6 +43,99 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def authorize(connection: HTTPConnection) -> None:
-    """The one place access is decided. Accounts and API keys plug in here (issue #5)."""
-    return None
+def client_address(connection: HTTPConnection) -> str:
+    return connection.client.host if connection.client else "unknown"
+
+
+def _route_key(connection: HTTPConnection) -> tuple[str, str]:
+    method = "WS" if connection.scope["type"] == "websocket" else connection.scope["method"]
+    path = connection.url.path
+    return method, route_template(method, path) or path
+
+
+def identify(connection: HTTPConnection, runtime: Runtime) -> tuple[Principal | None, bool]:
+    """(principal or None, whether it came from the session cookie)."""
+    key = connection.headers.get("x-api-key")
+    if key:
+        return runtime.api_keys.principal(key.strip()), False
+    auth = connection.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        token = token.strip()
+        if looks_like_key(token):
+            return runtime.api_keys.principal(token), False
+        return runtime.accounts.principal_from_access_token(token), False
+    if connection.scope["type"] == "websocket":
+        query_token = connection.query_params.get("token")
+        if query_token:
+            if looks_like_key(query_token):
+                return runtime.api_keys.principal(query_token), False
+            return runtime.accounts.principal_from_access_token(query_token), False
+    cookie = connection.cookies.get(ACCESS_COOKIE)
+    if cookie:
+        return runtime.accounts.principal_from_access_token(cookie), True
+    return None, False
+
+
+def _check(connection: HTTPConnection, runtime: Runtime) -> Principal | None:
+    method, path = _route_key(connection)
+    rule = ROUTES.get((method, path), _MISSING)
+    if rule is _MISSING:
+        raise ForbiddenError(f"no access rule for {method} {path}")
+    limits = runtime.rate_limits
+    address = client_address(connection)
+    wait = limits.per_address.hit(address)
+    if wait:
+        raise RateLimitedError("too many requests from this address", retry_after=wait)
+    try:
+        principal, from_cookie = identify(connection, runtime)
+    except UnauthorizedError:
+        if rule is PUBLIC:
+            return None  # a stale cookie must not block the login page
+        raise
+    if principal is not None and principal.key_id is not None:
+        wait = limits.per_key.hit(str(principal.key_id))
+        if wait:
+            raise RateLimitedError("too many requests with this API key", retry_after=wait)
+    if from_cookie and method in _UNSAFE and rule is not PUBLIC:
+        sent = connection.headers.get(CSRF_HEADER, "")
+        expected = connection.cookies.get(CSRF_COOKIE, "")
+        if not expected or not hmac.compare_digest(sent, expected):
+            raise ForbiddenError("missing or wrong CSRF token (send the X-CSRF-Token header)")
+    if principal is None and runtime.settings.anonymous_read:
+        principal = ANONYMOUS_VIEWER
+    if rule is PUBLIC:
+        return principal
+    assert isinstance(rule, Perm)
+    if principal is None:
+        raise UnauthorizedError("log in or send an API key")
+    if not principal.can(rule):
+        raise ForbiddenError(f"your account or key lacks the {rule.value!r} permission")
+    return principal
+
+
+def authorize(connection: HTTPConnection) -> None:
+    runtime: Runtime = connection.app.state.runtime
+    try:
+        principal = _check(connection, runtime)
+    except PelbiotError as exc:
+        if connection.scope["type"] == "websocket":
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, reason=exc.message) from None
+        raise
+    connection.state.principal = principal
+
+
+def get_principal(request: Request) -> Principal | None:
+    principal: Principal | None = getattr(request.state, "principal", None)
+    return principal
+
+
+def require_principal(request: Request) -> Principal:
+    principal = get_principal(request)
+    if principal is None:
+        raise UnauthorizedError("log in or send an API key")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(require_principal)]
+MaybePrincipalDep = Annotated[Principal | None, Depends(get_principal)]

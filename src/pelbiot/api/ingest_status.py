@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from pelbiot.api.deps import RuntimeDep
-from pelbiot.payloads import REASONS
+from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
+from pelbiot.payloads import REASONS, PayloadError, split_topic
 from pelbiot.timefmt import iso, iso_s
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
@@ -106,6 +106,7 @@ def ingest_status(runtime: RuntimeDep) -> IngestStatus:
 )
 def rejected(
     runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     reason: Annotated[str | None, Query(max_length=40)] = None,
 ) -> list[RejectedMessage]:
@@ -120,4 +121,16 @@ def rejected(
             at=iso(r.at_ms, zone),
         )
         for r in runtime.rejects.recent(limit, reason)
+        if _visible_topic(runtime, principal, r.topic)
     ]
+
+
+def _visible_topic(runtime: RuntimeDep, principal: MaybePrincipalDep, topic: str) -> bool:
+    """A region-scoped caller sees rejections of its own panels only."""
+    if principal is None or not principal.scoped:
+        return True
+    try:
+        panel_id, _metric = split_topic(topic, runtime.settings.topic_prefix)
+    except PayloadError:
+        panel_id = topic.split("/", 1)[0]  # writer rejections are "<panel>/<metric>"
+    return runtime.directory.visible(principal, panel_id)

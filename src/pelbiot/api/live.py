@@ -25,10 +25,19 @@ _MAX_SUBSCRIBE = 10_000
 
 @router.websocket("/live")
 async def live(websocket: WebSocket) -> None:
-    hub: LiveHub = websocket.app.state.runtime.hub
+    runtime = websocket.app.state.runtime
+    hub: LiveHub = runtime.hub
+    principal = getattr(websocket.state, "principal", None)
     await websocket.accept()
     panels = websocket.query_params.getlist("panel") or None
-    client = hub.connect(panels)
+    may_see = None
+    if principal is not None and principal.scoped:
+        directory = runtime.directory
+
+        def may_see(panel_id: str) -> bool:
+            return bool(directory.visible(principal, panel_id))
+
+    client = hub.connect(panels, may_see=may_see)
     try:
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(_send_frames(websocket, client), name="live-send")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot import metrics_catalog
-from pelbiot.api.deps import RuntimeDep
-from pelbiot.errors import InvalidInputError
+from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep, client_address
+from pelbiot.errors import ForbiddenError, InvalidInputError, NotFoundError
+from pelbiot.permissions import Principal
 from pelbiot.timefmt import iso, parse_query_time
 
 router = APIRouter(tags=["panels"])
@@ -109,6 +110,18 @@ class ReadingsPage(BaseModel):
     )
 
 
+def require_visible(runtime: RuntimeDep, principal: Principal | None, panel_id: str) -> None:
+    """404 for a panel that does not exist or that the caller's regions do not include (the
+    same answer, so a scoped caller cannot probe for panels elsewhere)."""
+    runtime.store.require_panel(panel_id)
+    if not runtime.directory.visible(principal, panel_id):
+        raise NotFoundError(f"panel {panel_id!r} not found")
+
+
+def _actor(principal: Principal | None) -> str:
+    return principal.name if principal else "anonymous"
+
+
 def _public(runtime: RuntimeDep, row: dict[str, Any]) -> PanelPublic:
     zone = runtime.settings.zone
     metrics = row.get("metrics")
@@ -139,12 +152,20 @@ def _public(runtime: RuntimeDep, row: dict[str, Any]) -> PanelPublic:
 @router.get("/panels", response_model=PanelList, summary="List panels")
 def list_panels(
     runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
     region: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=100, description="search id, name, location")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> PanelList:
-    rows, total = runtime.store.list_panels(region=region, search=q, limit=limit, offset=offset)
+    rows, total = runtime.store.list_panels(
+        region=region,
+        search=q,
+        limit=limit,
+        offset=offset,
+        only_regions=principal.regions if principal else None,
+        only_panel=principal.panel_id if principal else None,
+    )
     return PanelList(
         items=[_public(runtime, r) for r in rows], total=total, limit=limit, offset=offset
     )
@@ -156,22 +177,57 @@ def list_panels(
     status_code=status.HTTP_201_CREATED,
     summary="Register a panel",
 )
-def create_panel(runtime: RuntimeDep, body: PanelCreate) -> PanelPublic:
+def create_panel(
+    request: Request, runtime: RuntimeDep, principal: MaybePrincipalDep, body: PanelCreate
+) -> PanelPublic:
     fields = body.model_dump(exclude={"id"}, exclude_none=True)
-    return _public(runtime, runtime.store.create_panel(body.id, fields))
+    _check_region_change(principal, fields.get("region"))
+    panel = runtime.store.create_panel(body.id, fields)
+    runtime.audit.record(
+        "panel.create",
+        actor=_actor(principal),
+        target=body.id,
+        address=client_address(request),
+        details=fields,
+    )
+    return _public(runtime, panel)
+
+
+def _check_region_change(principal: Principal | None, region: str | None) -> None:
+    if principal is not None and principal.regions is not None and region not in principal.regions:
+        raise ForbiddenError("you may only assign panels to your own regions")
 
 
 @router.get("/panels/{panel_id}", response_model=PanelPublic, summary="One panel")
-def get_panel(runtime: RuntimeDep, panel_id: PanelId) -> PanelPublic:
+def get_panel(runtime: RuntimeDep, principal: MaybePrincipalDep, panel_id: PanelId) -> PanelPublic:
+    require_visible(runtime, principal, panel_id)
     return _public(runtime, runtime.store.get_panel(panel_id))
 
 
 @router.patch("/panels/{panel_id}", response_model=PanelPublic, summary="Edit a panel")
-def update_panel(runtime: RuntimeDep, panel_id: PanelId, body: PanelUpdate) -> PanelPublic:
+def update_panel(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
+    panel_id: PanelId,
+    body: PanelUpdate,
+) -> PanelPublic:
+    require_visible(runtime, principal, panel_id)
     changes = body.model_dump(exclude_unset=True)
     if changes.get("name", "") is None or changes.get("phases", 3) is None:
         raise InvalidInputError("name and phases cannot be cleared")
-    return _public(runtime, runtime.store.update_panel(panel_id, changes))
+    if "region" in changes:
+        _check_region_change(principal, changes["region"])
+    before = runtime.store.get_panel(panel_id)
+    panel = runtime.store.update_panel(panel_id, changes)
+    runtime.audit.record(
+        "panel.update",
+        actor=_actor(principal),
+        target=panel_id,
+        address=client_address(request),
+        details={k: {"from": before.get(k), "to": v} for k, v in changes.items()},
+    )
+    return _public(runtime, panel)
 
 
 @router.delete(
@@ -179,8 +235,14 @@ def update_panel(runtime: RuntimeDep, panel_id: PanelId, body: PanelUpdate) -> P
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a panel and all its readings",
 )
-def delete_panel(runtime: RuntimeDep, panel_id: PanelId) -> Response:
+def delete_panel(
+    request: Request, runtime: RuntimeDep, principal: MaybePrincipalDep, panel_id: PanelId
+) -> Response:
+    require_visible(runtime, principal, panel_id)
     runtime.store.delete_panel(panel_id)
+    runtime.audit.record(
+        "panel.delete", actor=_actor(principal), target=panel_id, address=client_address(request)
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -201,15 +263,21 @@ def _latest_values(
 
 
 @router.get("/panels/{panel_id}/latest", response_model=PanelLatest, summary="Latest values")
-def panel_latest(runtime: RuntimeDep, panel_id: PanelId) -> PanelLatest:
-    runtime.store.require_panel(panel_id)
+def panel_latest(
+    runtime: RuntimeDep, principal: MaybePrincipalDep, panel_id: PanelId
+) -> PanelLatest:
+    require_visible(runtime, principal, panel_id)
     values = runtime.store.latest(panel_id).get(panel_id, {})
     return PanelLatest(panel_id=panel_id, values=_latest_values(runtime, values))
 
 
 @router.get("/latest", response_model=list[PanelLatest], summary="Latest values of all panels")
-def all_latest(runtime: RuntimeDep) -> list[PanelLatest]:
-    latest = runtime.store.latest()
+def all_latest(runtime: RuntimeDep, principal: MaybePrincipalDep) -> list[PanelLatest]:
+    latest = {
+        pid: values
+        for pid, values in runtime.store.latest().items()
+        if runtime.directory.visible(principal, pid)
+    }
     return [
         PanelLatest(panel_id=pid, values=_latest_values(runtime, values))
         for pid, values in sorted(latest.items())
@@ -226,6 +294,7 @@ def all_latest(runtime: RuntimeDep) -> list[PanelLatest]:
 )
 def readings(
     runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
     panel_id: PanelId,
     metric: Annotated[list[str] | None, Query(max_length=64)] = None,
     start: Annotated[str | None, Query(max_length=64)] = None,
@@ -241,7 +310,7 @@ def readings(
     if start_ms >= end_ms:
         raise InvalidInputError("start must be before end", details={"start": start, "end": end})
     metrics = _canonical_metrics(metric or [])
-    runtime.store.require_panel(panel_id)
+    require_visible(runtime, principal, panel_id)
     page = ReadingsPage(
         panel_id=panel_id,
         start=iso(start_ms, zone),

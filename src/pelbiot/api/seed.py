@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from pelbiot import metrics_catalog
-from pelbiot.api.deps import RuntimeDep
+from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
 from pelbiot.payloads import PayloadError, split_topic
 from pelbiot.timefmt import iso, iso_s
 
@@ -61,19 +61,22 @@ def status(runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/last-values", summary="Last payload of every topic seen (seed shape)")
-def last_values(runtime: RuntimeDep) -> dict[str, Any]:
+def last_values(runtime: RuntimeDep, principal: MaybePrincipalDep) -> dict[str, Any]:
     zone = runtime.settings.zone
     return _ok(
         {
             topic: {"value": _as_number(v.payload), "timestamp": iso_s(v.received_at, zone)}
             for topic, v in sorted(runtime.topics.snapshot().items())
+            if _topic_visible(runtime, principal, topic)
         }
     )
 
 
 @router.get("/last-value/{topic:path}", summary="Last value of one topic (seed shape)")
-def last_value(runtime: RuntimeDep, topic: str) -> Any:
+def last_value(runtime: RuntimeDep, principal: MaybePrincipalDep, topic: str) -> Any:
     zone = runtime.settings.zone
+    if not _topic_visible(runtime, principal, topic):
+        return _fail(404, f"no value for topic {topic!r}")
     seen = runtime.topics.get(topic)
     if seen is not None:
         return _ok(
@@ -95,6 +98,7 @@ def last_value(runtime: RuntimeDep, topic: str) -> Any:
 @router.get("/history", summary="Stored values of one topic, newest first (seed shape)")
 def history(
     runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
     topic: Annotated[str, Query(min_length=1, max_length=256)],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> Any:
@@ -103,24 +107,28 @@ def history(
         return _fail(
             400, f"topic {topic!r} is not {runtime.settings.topic_prefix}/<panel>/<metric>"
         )
+    if not runtime.directory.visible(principal, key[0]):
+        return _ok([])
     zone = runtime.settings.zone
     rows = runtime.store.recent(key[0], key[1], limit)
     return _ok([{"topic": topic, "value": v, "timestamp": iso(ts, zone)} for ts, v in rows])
 
 
 @router.get("/topics", summary="Every topic seen or stored (seed shape)")
-def topics(runtime: RuntimeDep) -> dict[str, Any]:
+def topics(runtime: RuntimeDep, principal: MaybePrincipalDep) -> dict[str, Any]:
     prefix = runtime.settings.topic_prefix
     names = set(runtime.topics.snapshot())
     for panel_id, metrics in runtime.store.latest().items():
         names.update(f"{prefix}/{panel_id}/{m}" for m in metrics)
-    return _ok(sorted(names))
+    return _ok(sorted(n for n in names if _topic_visible(runtime, principal, n)))
 
 
 @router.post("/publish", summary="Publish a message to the broker (seed shape)")
-def publish(runtime: RuntimeDep, body: PublishBody) -> Any:
+def publish(runtime: RuntimeDep, principal: MaybePrincipalDep, body: PublishBody) -> Any:
     if any(c in body.topic for c in "#+\0") or body.topic.startswith("$"):
         return _fail(400, "topic must not contain wildcards or start with $")
+    if not _topic_visible(runtime, principal, body.topic):
+        return _fail(403, "you may only publish to your own panels' topics")
     if runtime.ingest is None:
         return _fail(503, "no MQTT broker configured")
     if isinstance(body.message, dict):
@@ -132,6 +140,17 @@ def publish(runtime: RuntimeDep, body: PublishBody) -> Any:
     if not runtime.ingest.publish(body.topic, payload, qos=body.qos, retain=body.retain):
         return _fail(503, "MQTT broker not connected")
     return _ok({"topic": body.topic, "message": body.message})
+
+
+def _topic_visible(runtime: RuntimeDep, principal: MaybePrincipalDep, topic: str) -> bool:
+    """Scoped callers see only their panels' topics (and no topic outside the scheme)."""
+    if principal is None or not principal.scoped:
+        return True
+    try:
+        panel_id, _metric = split_topic(topic, runtime.settings.topic_prefix)
+    except PayloadError:
+        return False
+    return runtime.directory.visible(principal, panel_id)
 
 
 def _series_key(runtime: RuntimeDep, topic: str) -> tuple[str, str] | None:
