@@ -26,6 +26,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 XSS_NAME = "<img src=x onerror=alert(1)>"
+ADMIN, ADMIN_PASSWORD = "kepala-teknik", "Rahasia-Panel-2026"
+VIEWER, VIEWER_PASSWORD = "operator-malam", "Lihat-Saja-2026!"
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() or not (STATIC_DIR / "index.html").exists(),
@@ -68,8 +70,30 @@ def server(
     make_server: Callable[..., ServerProcess], mosquitto: Mosquitto
 ) -> Iterator[ServerProcess]:
     srv = make_server(PELBIOT_MQTT_URL=mosquitto.url, PELBIOT_LIVE_STATUS_INTERVAL_S="0.5")
+    srv.create_user(ADMIN, ADMIN_PASSWORD, "admin")
     srv.start()
     yield srv
+
+
+@pytest.fixture
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    with server.client(ADMIN, ADMIN_PASSWORD) as client:
+        yield client
+
+
+def log_in(
+    page: object,
+    server: ServerProcess,
+    user: str = ADMIN,
+    password: str = ADMIN_PASSWORD,
+    path: str = "/",
+) -> None:
+    page.goto(server.base_url + path)  # type: ignore[attr-defined]
+    page.fill('[data-testid="login-username"]', user)  # type: ignore[attr-defined]
+    page.fill('[data-testid="login-password"]', password)  # type: ignore[attr-defined]
+    page.click('[data-testid="login-submit"]')  # type: ignore[attr-defined]
+    menu = page.locator('[data-testid="user-menu"]')  # type: ignore[attr-defined]
+    menu.filter(has_text=user).wait_for()
 
 
 @pytest.fixture
@@ -104,14 +128,15 @@ def card_value(page: object, panel: str, field: str) -> str:
 
 
 def test_overview_lists_the_simulated_panels(
-    page: object, server: ServerProcess, simulator: None
+    page: object, server: ServerProcess, api: httpx.Client, simulator: None
 ) -> None:
-    wait_for(lambda: len(httpx.get(f"{server.base_url}/api/v1/latest").json()) == 4, 15)
-    httpx.patch(
-        f"{server.base_url}/api/v1/panels/trafo1",
+    wait_for(lambda: len(api.get("/api/v1/latest").json()) == 4, 15)
+    edited = api.patch(
+        "/api/v1/panels/trafo1",
         json={"name": "Trafo Gedung A", "region": "Jakarta", "kva_rating": 400},
     )
-    page.goto(server.base_url)  # type: ignore[attr-defined]
+    assert edited.status_code == 200, edited.text
+    log_in(page, server)
     cards = page.locator('[data-testid="panel-card"]')  # type: ignore[attr-defined]
     cards.first.wait_for()
     wait_for(lambda: cards.count() == 4, 10)
@@ -135,15 +160,15 @@ def test_overview_lists_the_simulated_panels(
 
 
 def test_published_value_shows_on_the_panel_page_within_a_second(
-    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+    page: object, server: ServerProcess, api: httpx.Client, mosquitto: Mosquitto, prefix: str
 ) -> None:
     mosquitto_pub(
         mosquitto,
         f"{prefix}/gardu9/telemetry",
         json.dumps({"voltage_l1": 230.0, "current_l1": 10.0, "power": 2300.0}),
     )
-    wait_for(lambda: httpx.get(f"{server.base_url}/api/v1/panels/gardu9").status_code == 200, 5)
-    page.goto(f"{server.base_url}/#/panel/gardu9")  # type: ignore[attr-defined]
+    wait_for(lambda: api.get("/api/v1/panels/gardu9").status_code == 200, 5)
+    log_in(page, server, path="/#/panel/gardu9")
     cell = page.locator('[data-testid="live-values"] td[data-metric="voltage_l1"]')  # type: ignore[attr-defined]
     wait_for(lambda: "230,0" in cell.inner_text(), 5)
     page.wait_for_timeout(300)  # type: ignore[attr-defined]
@@ -154,7 +179,7 @@ def test_published_value_shows_on_the_panel_page_within_a_second(
 
 
 def test_history_chart_renders_a_day_of_data(
-    page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
+    page: object, server: ServerProcess, api: httpx.Client, mosquitto: Mosquitto, prefix: str
 ) -> None:
     end_ms = int(time.time() * 1000)
     messages = []
@@ -177,15 +202,10 @@ def test_history_chart_renders_a_day_of_data(
     with WindowedPublisher("127.0.0.1", mosquitto.port, client_id=f"hist-{prefix}") as pub:
         pub.publish_all(messages)
     wait_for(
-        lambda: (
-            httpx.get(f"{server.base_url}/api/v1/ingest/status").json()["counters"][
-                "readings_written"
-            ]
-            >= 3 * 1440
-        ),
+        lambda: api.get("/api/v1/ingest/status").json()["counters"]["readings_written"] >= 3 * 1440,
         20,
     )
-    page.goto(f"{server.base_url}/#/panel/harian")  # type: ignore[attr-defined]
+    log_in(page, server, path="/#/panel/harian")
     chart = page.locator('[data-testid="history-chart"]')  # type: ignore[attr-defined]
     chart.locator("canvas").wait_for(timeout=10_000)
     wait_for(lambda: chart.get_attribute("data-points") == str(3 * 1440), 10)
@@ -198,7 +218,7 @@ def test_switching_language_changes_labels_and_number_format(
     page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
 ) -> None:
     mosquitto_pub(mosquitto, f"{prefix}/bahasa/telemetry", json.dumps({"voltage_l1": 1234.5 / 10}))
-    page.goto(server.base_url)  # type: ignore[attr-defined]
+    log_in(page, server)
     page.locator('[data-panel="bahasa"]').wait_for()  # type: ignore[attr-defined]
     nav = page.locator("nav")  # type: ignore[attr-defined]
     assert "Ringkasan" in nav.inner_text()
@@ -215,7 +235,7 @@ def test_page_reconnects_after_a_server_restart(
     page: object, server: ServerProcess, mosquitto: Mosquitto, prefix: str
 ) -> None:
     mosquitto_pub(mosquitto, f"{prefix}/ulang/volt", "230.1")
-    page.goto(f"{server.base_url}/#/panel/ulang")  # type: ignore[attr-defined]
+    log_in(page, server, path="/#/panel/ulang")
     connection = page.locator('[data-testid="connection"]')  # type: ignore[attr-defined]
     wait_for(lambda: connection.get_attribute("data-state") == "connected", 10)
     server.stop()
@@ -227,10 +247,12 @@ def test_page_reconnects_after_a_server_restart(
     cell.filter(has_text="233,3").wait_for(timeout=5000)
 
 
-def test_hostile_panel_name_shows_as_text(page: object, server: ServerProcess) -> None:
-    created = httpx.post(f"{server.base_url}/api/v1/panels", json={"id": "xss", "name": XSS_NAME})
+def test_hostile_panel_name_shows_as_text(
+    page: object, server: ServerProcess, api: httpx.Client
+) -> None:
+    created = api.post("/api/v1/panels", json={"id": "xss", "name": XSS_NAME})
     assert created.status_code == 201
-    page.goto(server.base_url)  # type: ignore[attr-defined]
+    log_in(page, server)
     name = page.locator('[data-panel="xss"] .name')  # type: ignore[attr-defined]
     name.wait_for()
     assert name.inner_text() == XSS_NAME
@@ -239,3 +261,39 @@ def test_hostile_panel_name_shows_as_text(page: object, server: ServerProcess) -
     title = page.locator('[data-testid="panel-title"]')  # type: ignore[attr-defined]
     wait_for(lambda: title.inner_text() == XSS_NAME, 5)
     assert page.locator("img[src=x]").count() == 0  # type: ignore[attr-defined]
+
+
+def test_login_errors_logout_and_a_viewer_cannot_reach_admin_pages(
+    page: object, server: ServerProcess, api: httpx.Client
+) -> None:
+    created = api.post(
+        "/api/v1/users",
+        json={"username": VIEWER, "password": VIEWER_PASSWORD, "role": "viewer"},
+    )
+    assert created.status_code == 201, created.text
+    page.goto(server.base_url)  # type: ignore[attr-defined]
+    page.fill('[data-testid="login-username"]', VIEWER)  # type: ignore[attr-defined]
+    page.fill('[data-testid="login-password"]', "not-the-password")  # type: ignore[attr-defined]
+    page.click('[data-testid="login-submit"]')  # type: ignore[attr-defined]
+    error = page.locator('[data-testid="login-error"]')  # type: ignore[attr-defined]
+    wait_for(lambda: "login failed" in error.inner_text(), 5)
+    page.fill('[data-testid="login-password"]', VIEWER_PASSWORD)  # type: ignore[attr-defined]
+    page.click('[data-testid="login-submit"]')  # type: ignore[attr-defined]
+    menu = page.locator('[data-testid="user-menu"]')  # type: ignore[attr-defined]
+    menu.filter(has_text=VIEWER).wait_for()
+    nav = page.locator("nav").inner_text()  # type: ignore[attr-defined]
+    assert "Pengguna" not in nav
+    assert "Log audit" not in nav
+    page.goto(f"{server.base_url}/#/admin/users")  # type: ignore[attr-defined]
+    heading = page.locator("h1").filter(has_text="tidak memiliki akses")  # type: ignore[attr-defined]
+    heading.wait_for()
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}  # type: ignore[attr-defined]
+    session = {"pelbiot_access": cookies["pelbiot_access"]}
+    assert httpx.get(f"{server.base_url}/api/v1/users", cookies=session).status_code == 403
+    page.click('[data-testid="logout"]')  # type: ignore[attr-defined]
+    page.locator('[data-testid="login-form"]').wait_for()  # type: ignore[attr-defined]
+    # logout ended the session: the old cookie no longer opens anything
+    assert httpx.get(f"{server.base_url}/api/v1/panels", cookies=session).status_code == 401
+    log_in(page, server, path="/#/admin/users")
+    table = page.locator('[data-testid="users-table"]')  # type: ignore[attr-defined]
+    table.filter(has_text=VIEWER).wait_for()

@@ -50,6 +50,46 @@ class ServerProcess:
             time.sleep(0.1)
         raise RuntimeError(f"server did not answer /health:\n{self.log()}")
 
+    def create_user(self, username: str, password: str, role: str, *regions: str) -> None:
+        """`pelbiot user create` against this server's database, as an operator would."""
+        args = [
+            sys.executable,
+            "-m",
+            "pelbiot",
+            "user",
+            "create",
+            username,
+            "--role",
+            role,
+            "--password-stdin",
+        ]
+        for region in regions:
+            args += ["--region", region]
+        subprocess.run(
+            args,
+            input=password + "\n",
+            text=True,
+            cwd=self.workdir,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def client(self, username: str, password: str) -> httpx.Client:
+        """An HTTP client logged in with a bearer token."""
+        token = httpx.post(
+            f"{self.base_url}/api/v1/auth/login",
+            json={"username": username, "password": password},
+            timeout=10,
+        )
+        token.raise_for_status()
+        return httpx.Client(
+            base_url=self.base_url,
+            timeout=10,
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+        )
+
     def signal(self, sig: signal.Signals) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)

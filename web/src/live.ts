@@ -5,6 +5,13 @@ let socket: WebSocket | null = null;
 let attempt = 0;
 let timer: number | undefined;
 
+export function disconnectLive(): void {
+  clearTimeout(timer);
+  const ws = socket;
+  socket = null;
+  ws?.close();
+}
+
 export function connectLive(): void {
   clearTimeout(timer);
   store.setConnection("connecting");
@@ -19,8 +26,12 @@ export function connectLive(): void {
     void store.refreshPanels().catch(() => undefined);
   };
   ws.onmessage = (event) => handle(JSON.parse(String(event.data)));
-  ws.onclose = () => {
+  ws.onclose = (event) => {
     if (socket !== ws) return;
+    if (event.code === 1008) {
+      // refused by policy: the session ended; the next REST call leads to the login page
+      void store.refreshPanels().catch(() => undefined);
+    }
     store.setConnection("disconnected");
     const delay = Math.min(10_000, 500 * 2 ** attempt) * (0.5 + Math.random() / 2);
     attempt += 1;

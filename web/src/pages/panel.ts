@@ -4,6 +4,7 @@ import { historyChart, LiveChart, type HistorySeries } from "../charts";
 import { clear, h, setText } from "../dom";
 import { dateTime, num, t, type Key } from "../i18n";
 import { unitOf } from "../metrics";
+import { can } from "../session";
 import { store } from "../state";
 
 const GROUPS: Array<{ key: Key; base: string[]; digits: number }> = [
@@ -41,6 +42,7 @@ export function renderPanel(root: HTMLElement, panelId: string): () => void {
   const from = h("input", { type: "datetime-local", "aria-label": t("from") });
   const to = h("input", { type: "datetime-local", "aria-label": t("to") });
   const form = h("form", { class: "meta", "data-testid": "panel-form" });
+  const formTitle = h("h2", {}, t("details"));
 
   root.append(
     h("a", { href: "#/", class: "back" }, `← ${t("back")}`),
@@ -52,7 +54,7 @@ export function renderPanel(root: HTMLElement, panelId: string): () => void {
     h("div", { class: "section-head" }, h("h2", {}, t("history")), rangeBar),
     historyBox,
     historyNote,
-    h("h2", {}, t("details")),
+    formTitle,
     form,
   );
 
@@ -191,7 +193,11 @@ export function renderPanel(root: HTMLElement, panelId: string): () => void {
 
   function renderForm(): void {
     clear(form);
-    if (!info) return;
+    if (!info || !can("panel_edit")) {
+      form.hidden = true;
+      formTitle.hidden = true;
+      return;
+    }
     const fields: Array<[keyof PanelInfo, Key, string]> = [
       ["name", "name", "text"],
       ["region", "region", "text"],
