@@ -147,7 +147,10 @@ def simulate(
         seed=seed,
         zone=settings.zone,
     )
-    asyncio.run(run_simulator_until_signal(config, url, duration))
+    try:
+        asyncio.run(run_simulator_until_signal(config, url, duration))
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
 
 
 @main.command()

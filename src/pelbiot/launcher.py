@@ -44,7 +44,10 @@ async def run_process(
             broker = await stack.enter_async_context(
                 EmbeddedBroker("127.0.0.1", embedded_broker_port)
             )
-            settings = settings.model_copy(update={"mqtt_url": broker.url})
+            # amqtt speaks MQTT 3.1.1 only: an MQTT 5 CONNECT would never be answered.
+            settings = settings.model_copy(
+                update={"mqtt_url": broker.url, "mqtt_protocol": "3.1.1"}
+            )
         config = uvicorn.Config(
             create_app(settings),
             host=settings.http_host,
