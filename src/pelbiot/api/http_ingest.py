@@ -7,11 +7,11 @@ after the commit: a 200 means stored.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Body, Request
 from fastapi.openapi.models import Example
 from pydantic import BaseModel, Field
@@ -59,12 +59,18 @@ def _as_message(item: Any, prefix: str) -> tuple[str, bytes]:
         raise InvalidInputError('each reading needs "panel"')
     if "values" in item:
         body = {k: v for k, v in item.items() if k not in ("panel", "panel_id")}
-        return f"{prefix}/{panel}/{TELEMETRY}", orjson.dumps(body)
+        return f"{prefix}/{panel}/{TELEMETRY}", _encode(body)
     metric = item.get("metric")
     if not isinstance(metric, str) or not metric or "value" not in item:
         raise InvalidInputError('a single reading needs "metric" and "value"')
     body = {"value": item["value"], **({"ts": item["ts"]} if "ts" in item else {})}
-    return f"{prefix}/{panel}/{metric}", orjson.dumps(body)
+    return f"{prefix}/{panel}/{metric}", _encode(body)
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    # The stdlib encoder keeps NaN, Infinity and huge integers as the client sent them, so the
+    # decoder refuses them for what they are (non_finite, out_of_range) rather than as null.
+    return json.dumps(body).encode()
 
 
 @router.post(

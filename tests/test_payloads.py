@@ -1,0 +1,931 @@
+"""The decoders: every accepted form, recorded device payloads, a malformed corpus, fuzzing.
+
+``MALFORMED`` is the table of bad input with the reason each must be refused with; the
+end-to-end test (tests/test_bad_input_flow.py) publishes the same table through a real broker.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+
+from pelbiot import metrics_catalog, payloads
+from pelbiot.models import Decoded, Reading
+from pelbiot.payloads import (
+    REASONS,
+    DecodeConfig,
+    PayloadError,
+    decode,
+    make_reading,
+    parse_timestamp,
+    preview,
+    split_topic,
+    utc_now_ms,
+)
+
+RECORDED = Path(__file__).parent / "payloads"
+JAKARTA = ZoneInfo("Asia/Jakarta")
+CONFIG = DecodeConfig()  # prefix "panel", site time Asia/Jakarta
+T10 = 1_795_316_400_000  # 2026-11-22T10:00:00+07:00, the instant of the recorded files
+NOW_MS = T10 + 3_600_000  # "now" in these tests: an hour later
+
+
+def run(topic: str, payload: bytes, config: DecodeConfig = CONFIG, now: int = NOW_MS) -> Decoded:
+    return decode(topic, payload, now, config)
+
+
+def one(topic: str, payload: bytes, **kw: object) -> Reading:
+    out = run(topic, payload, **kw)  # type: ignore[arg-type]
+    assert out.rejections == [], out.rejections
+    assert len(out.readings) == 1, out.readings
+    return out.readings[0]
+
+
+def reason_of(topic: str, payload: bytes, config: DecodeConfig = CONFIG) -> str:
+    out = run(topic, payload, config)
+    assert out.readings == [], out.readings
+    assert len(out.rejections) == 1, out.rejections
+    return out.rejections[0].reason
+
+
+def load_recorded(name: str) -> list[tuple[str, bytes]]:
+    """``mosquitto_sub -v`` output: ``<topic> <payload>`` per line, ``#`` lines are notes."""
+    messages = []
+    for line in (RECORDED / name).read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith("#"):
+            topic, _, payload = line.partition(" ")
+            messages.append((topic, payload.encode()))
+    return messages
+
+
+def by_metric(out: Decoded) -> dict[str, float]:
+    return {r.metric: r.value for r in out.readings}
+
+
+# -- seed topics and forms ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metric", "payload", "canonical", "value"),
+    [
+        ("volt", b"230.45", "voltage", 230.45),
+        ("ampere", b"12.5", "current", 12.5),
+        ("power", b"2875.3", "power", 2875.3),
+        ("energy_cost", b"15234.75", "energy_cost", 15234.75),
+        ("voltage", b"231", "voltage", 231.0),
+        ("volt", b"230.45\n", "voltage", 230.45),
+        ("volt", b"  230.45\r\n", "voltage", 230.45),
+        ("volt", b"2.3045e2", "voltage", 230.45),
+        ("volt", b"+230.45", "voltage", 230.45),
+        ("power", b"-1500", "power", -1500.0),  # export: power is signed
+        ("volt", b"\xef\xbb\xbf230.45", "voltage", 230.45),  # UTF-8 byte order mark
+        ("kW", b"2.5", "power", 2500.0),  # alias with a scale
+        ("rssi", b"-67", "rssi", -67.0),  # unknown metric: kept, flagged by the recorder
+    ],
+)
+def test_plain_number_on_a_seed_topic(
+    metric: str, payload: bytes, canonical: str, value: float
+) -> None:
+    reading = one(f"panel/trafo1/{metric}", payload)
+    assert reading == Reading("trafo1", canonical, NOW_MS, value)
+    assert type(reading.value) is float
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"230.45",
+        b"230.45 ",
+        b'"230.45"',
+        b'" 230.45 "',
+        b'{"value": 230.45}',
+        b'{"value": "230.45"}',
+        b'{"value": 230.45, "unit": "V", "quality": "good"}',
+        b'  {"value": 230.45}  ',
+        b'{"value": 230.45, "ts": null}',
+    ],
+)
+def test_every_single_value_form_arrives_at_arrival_time(payload: bytes) -> None:
+    assert one("panel/trafo1/volt", payload) == Reading("trafo1", "voltage", NOW_MS, 230.45)
+
+
+def test_value_with_a_timestamp() -> None:
+    reading = one("panel/trafo1/volt", b'{"value": 230.45, "ts": "2026-11-22T10:00:00+07:00"}')
+    assert reading == Reading("trafo1", "voltage", T10, 230.45)
+
+
+def test_integer_values_become_floats() -> None:
+    reading = one("panel/trafo1/telemetry", b'{"voltage": 230}')
+    assert reading.value == 230.0
+    assert type(reading.value) is float
+
+
+def test_telemetry_with_many_three_phase_metrics() -> None:
+    out = run(
+        "panel/gardu-7/telemetry",
+        b'{"ts": 1795316400000, "voltage_l1": 231.2, "voltage_l2": 229.8, "voltage_l3": 230.4,'
+        b' "current_l1": 15.1, "current_l2": 14.7, "current_l3": 16.2, "power": 10066.7,'
+        b' "power_factor": 0.985, "frequency": 50.02}',
+    )
+    assert out.rejections == []
+    assert by_metric(out) == {
+        "voltage_l1": 231.2,
+        "voltage_l2": 229.8,
+        "voltage_l3": 230.4,
+        "current_l1": 15.1,
+        "current_l2": 14.7,
+        "current_l3": 16.2,
+        "power": 10066.7,
+        "power_factor": 0.985,
+        "frequency": 50.02,
+    }
+    assert {r.ts_ms for r in out.readings} == {T10}
+    assert {r.panel_id for r in out.readings} == {"gardu-7"}
+
+
+# -- recorded device payloads (tests/payloads/*.mqtt) ------------------------------------------
+
+
+def test_recorded_seed_simulator() -> None:
+    messages = load_recorded("seed_simulator.mqtt")
+    assert len(messages) == 16
+    readings = [one(topic, payload) for topic, payload in messages]
+    assert {(r.panel_id, r.metric) for r in readings} == {
+        (p, m) for p in ("trafo1", "trafo2") for m in ("voltage", "current", "power", "energy_cost")
+    }
+    assert readings[0] == Reading("trafo1", "voltage", NOW_MS, 227.28)
+    assert readings[3] == Reading("trafo1", "energy_cost", NOW_MS, 10002372100.81)
+    assert readings[5] == Reading("trafo2", "current", NOW_MS, 118.67)
+
+
+def test_recorded_pelbiot_simulator_telemetry() -> None:
+    messages = load_recorded("pelbiot_simulator_telemetry.mqtt")
+    outs = [run(t, p) for t, p in messages]
+    assert all(out.rejections == [] for out in outs)
+    assert [len(out.readings) for out in outs] == [20, 20, 20, 20]
+    first = by_metric(outs[0])
+    assert first["voltage_l12"] == 393.95
+    assert first["current_n"] == 112.71
+    assert first["power_factor"] == 0.881
+    assert first["energy"] == 6923494.2208
+    assert first["temperature"] == 51.73
+    assert {r.ts_ms for r in outs[0].readings} == {T10}
+    assert {r.ts_ms for r in outs[3].readings} == {T10 + 2000}
+    assert set(first) <= set(metrics_catalog.CATALOG)  # the simulator speaks canonical names
+
+
+def test_recorded_three_phase_gateway() -> None:
+    outs = [run(t, p) for t, p in load_recorded("three_phase_gateway.mqtt")]
+    assert all(out.rejections == [] for out in outs)
+    first = by_metric(outs[0])
+    assert len(first) == 22  # "device" is metadata, not a metric
+    assert "device" not in first
+    assert first["reactive_power"] == -1520.4
+    assert first["thd_current"] == 8.4
+    assert {r.ts_ms for r in outs[0].readings} == {T10}
+    assert {r.ts_ms for r in outs[1].readings} == {T10 + 1000}
+
+
+def test_recorded_nested_gateway() -> None:
+    [(topic, payload)] = load_recorded("nested_gateway.mqtt")
+    out = run(topic, payload)
+    assert out.rejections == []
+    assert by_metric(out) == {
+        "voltage_l1": 230.1,
+        "voltage_l2": 231.4,
+        "voltage_l3": 229.7,
+        "voltage_l12": 399.2,
+        "voltage_l23": 400.1,
+        "voltage_l31": 398.8,
+        "current_l1": 102.5,
+        "current_l2": 98.1,
+        "current_l3": 110.4,
+        "current_n": 9.8,
+        "power_l1": 22500.0,
+        "power_l2": 21400.5,
+        "power_l3": 24100.2,
+        "power_factor_l1": 0.95,
+        "power_factor_l2": 0.94,
+        "power_factor_l3": 0.96,
+        "frequency": 49.98,
+        "oil_temperature": 61.5,
+        "winding_temperature": 74.2,
+    }
+    assert {r.ts_ms for r in out.readings} == {T10}
+
+
+def test_recorded_values_gateway() -> None:
+    [(topic, payload)] = load_recorded("values_gateway.mqtt")
+    out = run(topic, payload)
+    assert out.rejections == []
+    assert by_metric(out) == pytest.approx(
+        {
+            "voltage_l1": 230.5,
+            "voltage_l2": 229.9,
+            "voltage_l3": 231.0,
+            "voltage_l12": 399.5,
+            "current_l1": 45.2,
+            "current_l2": 44.8,
+            "current_l3": 46.1,
+            "power": 31200.0,  # kW -> W
+            "reactive_power": 9500.0,  # kvar -> var
+            "apparent_power": 32600.0,  # kVA -> VA
+            "power_factor": 0.957,
+            "frequency": 50.0,
+            "energy": 88123.4,
+        }
+    )
+    assert {r.ts_ms for r in out.readings} == {T10}
+    assert {r.panel_id for r in out.readings} == {"pm5560-a"}
+
+
+def test_recorded_timestamp_forms_all_mean_the_same_instant() -> None:
+    messages = load_recorded("timestamp_forms.mqtt")
+    assert len(messages) == 16
+    for topic, payload in messages:
+        assert one(topic, payload).ts_ms == T10, topic
+
+
+def test_recorded_numeric_strings() -> None:
+    readings = []
+    for topic, payload in load_recorded("numeric_strings.mqtt"):
+        out = run(topic, payload)
+        assert out.rejections == [], topic
+        readings.extend(out.readings)
+    got = {(r.metric, r.ts_ms): r.value for r in readings}
+    assert got == {
+        ("voltage", NOW_MS): 230.45,
+        ("current", NOW_MS): 12.5,
+        ("power", T10): 10066.7,
+        ("voltage_l1", T10): 231.2,
+        ("current_l1", T10): 15.1,
+        ("frequency", T10): 50.02,
+        ("power_factor", T10): -0.98,
+    }
+
+
+def test_every_recorded_file_has_a_test() -> None:
+    tested = {
+        "seed_simulator.mqtt",
+        "pelbiot_simulator_telemetry.mqtt",
+        "three_phase_gateway.mqtt",
+        "nested_gateway.mqtt",
+        "values_gateway.mqtt",
+        "timestamp_forms.mqtt",
+        "numeric_strings.mqtt",
+    }
+    assert {p.name for p in RECORDED.glob("*.mqtt")} == tested
+
+
+# -- the malformed corpus ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bad:
+    id: str
+    topic: str  # "panel/..."; the broker test swaps in its own prefix
+    payload: bytes
+    reason: str
+    wire: bool = True  # False: a broker would not carry it (wildcards, another prefix)
+
+
+V = "panel/trafo1/volt"
+A = "panel/trafo1/ampere"
+TM = "panel/trafo1/telemetry"
+
+MALFORMED = [
+    # not a number / not JSON
+    Bad("text", V, b"hello", "not_a_number"),
+    Bad("number_with_unit", V, b"230.45 V", "not_a_number"),
+    Bad("decimal_comma", V, b"230,45", "not_a_number"),
+    Bad("underscore_number", V, b"1_000", "not_a_number"),
+    Bad("arabic_indic_digits", V, "\u0662\u0663\u0660".encode(), "not_a_number"),
+    Bad("fullwidth_digits", V, "\uff12\uff13\uff10".encode(), "not_a_number"),
+    Bad("hex", V, b"0xE6", "not_a_number"),
+    Bad("two_numbers", V, b"230.1 230.2", "not_a_number"),
+    Bad("json_string_not_number", V, b'"abc"', "not_a_number"),
+    Bad("json_value_empty_string", V, b'{"value": ""}', "not_a_number"),
+    Bad("single_quoted_json", V, b"{'value': 230}", "bad_json"),
+    Bad("truncated_json", V, b'{"value": 23', "bad_json"),
+    Bad("trailing_garbage", V, b'{"value": 230} xyz', "bad_json"),
+    Bad("two_documents", V, b'{"value": 1}{"value": 2}', "bad_json"),
+    Bad("deeply_nested_value", V, b'{"value": ' + b"[" * 5000 + b"]" * 5000 + b"}", "bad_json"),
+    Bad("deeply_nested_telemetry", TM, b'{"a":' * 3000 + b"1" + b"}" * 3000, "bad_json"),
+    Bad("telemetry_not_json", TM, b"voltage=230", "bad_json"),
+    # NaN, infinities, huge numbers, out of range
+    Bad("nan", V, b"NaN", "non_finite"),
+    Bad("nan_lower", V, b"nan", "non_finite"),
+    Bad("infinity", V, b"Infinity", "non_finite"),
+    Bad("minus_inf", V, b"-inf", "non_finite"),
+    Bad("json_nan", V, b'{"value": NaN}', "non_finite"),
+    Bad("json_minus_infinity", V, b'{"value": -Infinity}', "non_finite"),
+    Bad("string_nan", V, b'"NaN"', "non_finite"),
+    Bad("telemetry_nan", TM, b'{"voltage_l1": NaN}', "non_finite"),
+    Bad("huge_1e308", V, b"1e308", "out_of_range"),
+    Bad("huge_1e400", V, b"1e400", "out_of_range"),
+    Bad("json_1e400", V, b'{"value": 1e400}', "out_of_range"),
+    Bad("huge_integer", V, b'{"value": 1' + b"0" * 400 + b"}", "out_of_range"),
+    Bad("enormous_integer", V, b'{"value": 1' + b"0" * 5000 + b"}", "out_of_range"),
+    Bad("negative_current", A, b"-5", "out_of_range"),
+    Bad("voltage_too_high", V, b"5000", "out_of_range"),
+    Bad("power_factor_as_percent", "panel/trafo1/pf", b"95", "out_of_range"),
+    Bad("kw_overflows_after_scaling", "panel/trafo1/kW", b"1e306", "out_of_range"),
+    Bad("unknown_metric_absurd", "panel/trafo1/rssi", b"1e16", "out_of_range"),
+    # wrong types
+    Bad("bool_true", V, b"true", "wrong_type"),
+    Bad("json_bool_value", V, b'{"value": false}', "wrong_type"),
+    Bad("list", V, b"[230.45]", "wrong_type"),
+    Bad("object_value", V, b'{"value": {"l1": 230}}', "wrong_type"),
+    Bad("list_value", V, b'{"value": [230, 231]}', "wrong_type"),
+    Bad("telemetry_list", TM, b"[1, 2, 3]", "wrong_type"),
+    Bad("telemetry_number", TM, b"230.45", "wrong_type"),
+    Bad("telemetry_bool_metric", TM, b'{"voltage_l1": true}', "wrong_type"),
+    Bad("null", V, b"null", "null_value"),
+    Bad("json_null_value", V, b'{"value": null}', "null_value"),
+    Bad("telemetry_null_metric", TM, b'{"voltage_l1": null}', "null_value"),
+    Bad("object_without_value", V, b'{"v": 230.45}', "no_values"),
+    Bad("empty_object", V, b"{}", "no_values"),
+    Bad("telemetry_empty_object", TM, b"{}", "no_values"),
+    Bad("telemetry_only_metadata", TM, b'{"ts": 1795316400, "device": "gw-01"}', "no_values"),
+    Bad(
+        "telemetry_too_many", TM, orjson.dumps({f"m{i}": 1 for i in range(1100)}), "too_many_values"
+    ),
+    Bad("telemetry_bad_key", TM, b'{"volt!": 230}', "bad_metric_name"),
+    # timestamps
+    Bad("future_ts", V, b'{"value": 230, "ts": "2100-01-01T00:00:00Z"}', "future_timestamp"),
+    Bad("future_ts_epoch_ms", V, b'{"value": 230, "ts": 4102444800000}', "future_timestamp"),
+    Bad(
+        "telemetry_future",
+        TM,
+        b'{"ts": "2100-01-01T00:00:00Z", "voltage": 230}',
+        "future_timestamp",
+    ),
+    Bad("old_ts", V, b'{"value": 230, "ts": "1999-12-31T23:59:59Z"}', "old_timestamp"),
+    Bad("ts_zero", V, b'{"value": 230, "ts": 0}', "old_timestamp"),
+    Bad("ts_text", V, b'{"value": 230, "ts": "yesterday"}', "bad_timestamp"),
+    Bad("ts_bool", V, b'{"value": 230, "ts": true}', "bad_timestamp"),
+    Bad("ts_negative", V, b'{"value": 230, "ts": -5}', "bad_timestamp"),
+    Bad("ts_list", V, b'{"value": 230, "ts": [2026, 11, 22]}', "bad_timestamp"),
+    Bad("ts_too_big", V, b'{"value": 230, "ts": 1e30}', "bad_timestamp"),
+    Bad("ts_hour_24", V, b'{"value": 230, "ts": "2026-11-22T24:00:00"}', "bad_timestamp"),
+    Bad("ts_nan", V, b'{"value": 230, "ts": NaN}', "bad_timestamp"),
+    # empty, too large, not UTF-8
+    Bad("empty", V, b"", "empty"),
+    Bad("whitespace_only", V, b" \t\r\n ", "empty"),
+    Bad("telemetry_empty", TM, b"", "empty"),
+    Bad("one_megabyte", V, b"1" * 1_000_000, "too_large"),
+    Bad("one_megabyte_json", TM, b'{"a": "' + b"x" * 1_000_000 + b'"}', "too_large"),
+    Bad("not_utf8", V, b"\xff\xfe\x00\x01", "not_utf8"),
+    Bad("latin1_text", V, "230,5 \u00b0".encode("latin-1"), "not_utf8"),
+    Bad("not_utf8_in_json", V, b'{"value": "\xff"}', "not_utf8"),
+    Bad("not_utf8_telemetry", TM, b'{"voltage_l1": 230, "\xc3\x28": 1}', "not_utf8"),
+    # topics
+    Bad("prefix_only", "panel", b"230.45", "bad_topic"),
+    Bad("too_few_levels", "panel/trafo1", b"230.45", "bad_topic"),
+    Bad("too_many_levels", "panel/trafo1/volt/extra", b"230.45", "bad_topic"),
+    Bad("empty_panel_id", "panel//volt", b"230.45", "bad_topic"),
+    Bad("empty_metric", "panel/trafo1/", b"230.45", "bad_topic"),
+    Bad("trailing_slash", "panel/trafo1/volt/", b"230.45", "bad_topic"),
+    Bad("bad_panel_chars", "panel/trafo 1!/volt", b"230.45", "bad_panel_id"),
+    Bad("panel_id_too_long", "panel/" + "x" * 65 + "/volt", b"230.45", "bad_panel_id"),
+    Bad("panel_id_non_ascii", "panel/gardu-\u00e9/volt", b"230.45", "bad_panel_id"),
+    Bad("panel_id_leading_dot", "panel/.hidden/volt", b"230.45", "bad_panel_id"),
+    Bad("metric_bad_chars", "panel/trafo1/volt!", b"230.45", "bad_metric_name"),
+    Bad("metric_non_ascii", "panel/trafo1/tegangan_\u00e9", b"230.45", "bad_metric_name"),
+    Bad("metric_too_long", "panel/trafo1/" + "m" * 65, b"230.45", "bad_metric_name"),
+    Bad("bad_topic_wins_over_bad_payload", "panel/trafo1", b"NaN", "bad_topic"),
+    Bad("wrong_prefix", "meter/trafo1/volt", b"230.45", "bad_topic", wire=False),
+    Bad("prefix_case", "Panel/trafo1/volt", b"230.45", "bad_topic", wire=False),
+    Bad("leading_slash", "/panel/trafo1/volt", b"230.45", "bad_topic", wire=False),
+    Bad("wildcard_plus", "panel/+/volt", b"230.45", "bad_topic", wire=False),
+    Bad("wildcard_hash", "panel/trafo1/#", b"230.45", "bad_topic", wire=False),
+    Bad("nul_in_topic", "panel/tra\0fo1/volt", b"230.45", "bad_topic", wire=False),
+    Bad("empty_topic", "", b"230.45", "bad_topic", wire=False),
+]
+
+
+def test_the_corpus_is_big_and_covers_every_decoder_reason() -> None:
+    assert len(MALFORMED) >= 30
+    assert len({b.id for b in MALFORMED}) == len(MALFORMED)
+    # unknown_panel comes from the writer, decode_error from a bug, duplicate_metric always
+    # comes with the reading it duplicates (see test_the_same_metric_twice_...)
+    decoder_reasons = set(REASONS) - {"unknown_panel", "decode_error", "duplicate_metric"}
+    assert {b.reason for b in MALFORMED} == decoder_reasons
+
+
+@pytest.mark.parametrize("bad", MALFORMED, ids=lambda b: b.id)
+def test_malformed_input_is_rejected_with_its_reason(bad: Bad) -> None:
+    out = run(bad.topic, bad.payload)
+    assert [r.reason for r in out.rejections] == [bad.reason], out.rejections
+    assert out.readings == []
+    rejection = out.rejections[0]
+    assert rejection.at_ms == NOW_MS
+    assert rejection.detail
+    assert len(rejection.topic) <= 200
+    assert len(rejection.payload) <= 203
+    assert rejection.topic == bad.topic[:200]
+
+
+def test_a_bad_value_in_telemetry_spares_the_good_ones() -> None:
+    out = run(
+        TM,
+        b'{"voltage_l1": 231.2, "voltage_l2": NaN, "current_l1": -3, "current_l2": "x",'
+        b' "current_l3": true, "power": null, "frequency": 50.0, "bad key!": 1}',
+    )
+    assert by_metric(out) == {"voltage_l1": 231.2, "frequency": 50.0}
+    got = sorted((r.reason, r.detail.split(":")[0]) for r in out.rejections)
+    assert got == [
+        ("bad_metric_name", "'bad key!'"),
+        ("non_finite", "'voltage_l2'"),
+        ("not_a_number", "'current_l2'"),
+        ("null_value", "'power'"),
+        ("out_of_range", "'current_l1'"),
+        ("wrong_type", "'current_l3'"),
+    ]
+
+
+def test_a_bad_timestamp_refuses_the_whole_telemetry_message() -> None:
+    out = run(TM, b'{"ts": "soon", "voltage_l1": 231.2, "voltage_l2": 230.0}')
+    assert out.readings == []
+    assert [r.reason for r in out.rejections] == ["bad_timestamp"]
+
+
+def test_rejection_detail_cannot_forge_log_lines() -> None:
+    out = run(TM, b'{"x\\nWARNING forged": "y"}')
+    assert "\n" not in out.rejections[0].detail
+
+
+def test_preview_is_short_and_printable() -> None:
+    assert preview(b"230.45") == "230.45"
+    assert preview(b"x" * 1000) == "x" * 200 + "..."
+    assert preview(b"\xff\xfe") == "\ufffd\ufffd"
+    assert preview(b"") == ""
+
+
+# -- decisions, pinned ---------------------------------------------------------------------------
+
+
+def test_a_repeated_json_key_keeps_the_last_value() -> None:
+    assert one(V, b'{"value": 1, "value": 2}').value == 2.0
+    assert by_metric(run(TM, b'{"voltage": 1, "voltage": 2}')) == {"voltage": 2.0}
+
+
+def test_the_same_metric_twice_keeps_the_first_and_says_so() -> None:
+    out = run(TM, b'{"voltage": {"l1": 230}, "voltage_l1": 231, "V1": 232}')
+    assert by_metric(out) == {"voltage_l1": 230.0}
+    assert [r.reason for r in out.rejections] == ["duplicate_metric", "duplicate_metric"]
+
+
+def test_timestamp_keys_in_order_of_precedence() -> None:
+    t = T10
+    doc = {"t": t - 3000, "time": t - 2000, "timestamp": t - 1000, "ts": t, "value": 1}
+    assert one(V, orjson.dumps(doc)).ts_ms == t
+    del doc["ts"]
+    assert one(V, orjson.dumps(doc)).ts_ms == t - 1000
+    del doc["timestamp"]
+    assert one(V, orjson.dumps(doc)).ts_ms == t - 2000
+    del doc["time"]
+    assert one(V, orjson.dumps(doc)).ts_ms == t - 3000
+    tele = {"Time": t - 2000, "TIMESTAMP": t - 1000, "voltage": 230}
+    out = run(TM, orjson.dumps(tele))
+    assert [(r.metric, r.ts_ms) for r in out.readings] == [("voltage", t - 1000)]
+
+
+def test_a_null_timestamp_falls_back_to_the_next_key_or_arrival() -> None:
+    assert one(V, b'{"value": 1, "ts": null, "time": 1795316400000}').ts_ms == T10
+    assert one(TM, b'{"ts": null, "voltage": 1}').ts_ms == NOW_MS
+
+
+def test_values_object_is_merged_with_top_level_metrics() -> None:
+    out = run(TM, b'{"ts": 1795316400, "frequency": 50.0, "values": {"voltage": 230.0}}')
+    assert out.rejections == []
+    assert by_metric(out) == {"frequency": 50.0, "voltage": 230.0}
+    assert {r.ts_ms for r in out.readings} == {T10}
+
+
+def test_timestamp_inside_values_counts_when_the_top_has_none() -> None:
+    out = run(TM, b'{"values": {"ts": 1795316400000, "voltage": 230.0}}')
+    assert [(r.metric, r.ts_ms) for r in out.readings] == [("voltage", T10)]
+    out = run(TM, b'{"ts": 1795316400000, "values": {"ts": 1795316401000, "voltage": 230.0}}')
+    assert [r.ts_ms for r in out.readings] == [T10]
+
+
+def test_values_that_is_not_an_object_is_reported_not_dropped() -> None:
+    out = run(TM, b'{"values": [230, 231], "frequency": 50.0}')
+    assert by_metric(out) == {"frequency": 50.0}
+    assert [r.reason for r in out.rejections] == ["wrong_type"]
+    assert "values" in out.rejections[0].detail
+
+
+def test_values_inside_values_is_reported() -> None:
+    out = run(TM, b'{"values": {"voltage": 230, "values": {"current": 5}}}')
+    assert by_metric(out) == {"voltage": 230.0}
+    assert [r.reason for r in out.rejections] == ["wrong_type"]
+
+
+def test_metadata_keys_are_skipped_silently() -> None:
+    doc = {k: "meta" for k in payloads._META_KEYS} | {"unit": "V", "units": "SI", "voltage": 230}
+    out = run(TM, orjson.dumps(doc))
+    assert out.rejections == []
+    assert by_metric(out) == {"voltage": 230.0}
+
+
+def test_non_numeric_status_fields_are_refused_per_field() -> None:
+    out = run(TM, b'{"voltage": 230, "status": "OK"}')
+    assert by_metric(out) == {"voltage": 230.0}
+    assert [r.reason for r in out.rejections] == ["not_a_number"]
+
+
+def test_deeper_nesting_is_refused_per_field() -> None:
+    out = run(TM, b'{"voltage": {"l1": {"rms": 230}}, "frequency": 50}')
+    assert by_metric(out) == {"frequency": 50.0}
+    assert [r.reason for r in out.rejections] == ["wrong_type"]
+
+
+def test_unknown_metrics_are_kept() -> None:
+    out = run(TM, b'{"rssi": -67, "harmonic_5_l1": 3.2}')
+    assert by_metric(out) == {"rssi": -67.0, "harmonic_5_l1": 3.2}
+
+
+@pytest.mark.parametrize("topic", ["panel/trafo1/Telemetry", "panel/trafo1/TELEMETRY"])
+def test_telemetry_topic_is_case_insensitive(topic: str) -> None:
+    assert one(topic, b'{"voltage": 230}').metric == "voltage"
+
+
+def test_a_multi_level_prefix_works() -> None:
+    config = DecodeConfig(prefix="pln/jakarta")
+    assert one("pln/jakarta/trafo1/volt", b"230", config=config).panel_id == "trafo1"
+    assert reason_of("pln/jakarta/trafo1", b"230", config) == "bad_topic"
+    assert reason_of("pln/trafo1/volt", b"230", config) == "bad_topic"
+    assert reason_of("pln/jakartax/trafo1/volt", b"230", config) == "bad_topic"
+
+
+def test_the_topic_cache_respects_the_prefix() -> None:
+    topic = "panel/trafo1/volt"
+    assert one(topic, b"230").panel_id == "trafo1"
+    assert reason_of(topic, b"230", DecodeConfig(prefix="other")) == "bad_topic"
+    assert one(topic, b"230").panel_id == "trafo1"
+
+
+def test_the_topic_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(payloads, "_ROUTES_MAX", 100)
+    for i in range(250):
+        one(f"panel/p{i}/volt", b"230")
+    assert len(payloads._ROUTES) <= 100
+
+
+def test_payload_size_limit_is_inclusive() -> None:
+    config = DecodeConfig(max_payload_bytes=64)
+    assert one(V, b" " * 58 + b"230.45", config=config).value == 230.45
+    assert reason_of(V, b" " * 59 + b"230.45", config) == "too_large"
+
+
+def test_future_tolerance_and_the_year_2000_boundary() -> None:
+    tol = CONFIG.future_tolerance_ms
+    assert one(V, b'{"value": 1, "ts": %d}' % (NOW_MS + tol)).ts_ms == NOW_MS + tol
+    assert reason_of(V, b'{"value": 1, "ts": %d}' % (NOW_MS + tol + 1)) == "future_timestamp"
+    assert one(V, b'{"value": 1, "ts": 946684800000}').ts_ms == 946_684_800_000
+    assert reason_of(V, b'{"value": 1, "ts": 946684799999}') == "old_timestamp"
+
+
+def test_telemetry_value_limit_is_configurable() -> None:
+    config = DecodeConfig(max_values=3)
+    assert len(run(TM, b'{"a": 1, "b": 2, "c": 3}', config).readings) == 3
+    assert reason_of(TM, b'{"a": 1, "b": 2, "c": 3, "d": 4}', config) == "too_many_values"
+    nested = b'{"voltage": {"l1": 1, "l2": 2, "l3": 3, "l12": 4}}'
+    assert reason_of(TM, nested, config) == "too_many_values"
+
+
+def test_decoder_bugs_become_rejections(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_a: object) -> object:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(payloads, "_telemetry", broken)
+    out = run(TM, b'{"voltage": 1}')
+    assert [r.reason for r in out.rejections] == ["decode_error"]
+    assert "KeyError" in out.rejections[0].detail
+
+
+# -- public helpers ------------------------------------------------------------------------------
+
+
+def test_split_topic() -> None:
+    assert split_topic("panel/trafo1/volt", "panel") == ("trafo1", "volt")
+    assert split_topic("panel/gardu-7.b_2/telemetry", "panel") == ("gardu-7.b_2", "telemetry")
+    with pytest.raises(PayloadError) as exc:
+        split_topic("panel/trafo1\n/volt", "panel")
+    assert exc.value.reason == "bad_panel_id"
+
+
+def test_make_reading() -> None:
+    assert make_reading("p1", "kW", "2.5", 5) == Reading("p1", "power", 5, 2500.0)
+    with pytest.raises(PayloadError) as exc:
+        make_reading("p1", "volt", -1, 5)
+    assert exc.value.reason == "out_of_range"
+    with pytest.raises(PayloadError) as exc:
+        make_reading("p1", "volt!", 1, 5)
+    assert exc.value.reason == "bad_metric_name"
+
+
+def test_payload_error_carries_reason_and_text() -> None:
+    err = PayloadError("non_finite")
+    assert err.reason == "non_finite"
+    assert err.detail == REASONS["non_finite"] == str(err)
+    assert isinstance(err, ValueError)
+
+
+def test_utc_now_ms() -> None:
+    before = int(datetime.now(UTC).timestamp() * 1000)
+    assert before - 5 <= utc_now_ms() <= before + 1000
+
+
+# -- parse_timestamp -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        1795316400,
+        1795316400.0,
+        1795316400000,
+        1795316400000.0,
+        1795316400000000,
+        1795316400000000000,
+        "1795316400",
+        "1795316400.000",
+        "1795316400000",
+        " 1795316400000 ",
+        "2026-11-22T10:00:00+07:00",
+        "2026-11-22T10:00:00.000+07:00",
+        "2026-11-22T10:00:00+0700",
+        "2026-11-22T03:00:00Z",
+        "2026-11-22T03:00:00z",
+        "2026-11-22T04:00:00+01:00",
+        "2026-11-22T10:00:00",  # naive: site time
+        "2026-11-22 10:00:00",
+        "20261122T100000",
+    ],
+)
+def test_parse_timestamp_forms(raw: object) -> None:
+    assert parse_timestamp(raw, JAKARTA) == T10
+
+
+def test_naive_time_is_site_time() -> None:
+    assert parse_timestamp("2026-11-22T10:00:00", ZoneInfo("UTC")) == T10 + 7 * 3_600_000
+    assert parse_timestamp("2026-11-22T10:00:00", ZoneInfo("Asia/Makassar")) == T10 - 3_600_000
+
+
+def test_parse_timestamp_keeps_milliseconds_exact() -> None:
+    # float arithmetic on .timestamp() * 1000 would turn some of these into ...x99
+    for ms in range(0, 1000, 7):
+        text = f"2026-11-22T10:00:00.{ms:03d}+07:00"
+        assert parse_timestamp(text, JAKARTA) == T10 + ms
+        assert parse_timestamp((T10 + ms) / 1000, JAKARTA) == T10 + ms
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        True,
+        None,
+        [1795316400],
+        {"s": 1},
+        -1,
+        -1.5,
+        float("nan"),
+        float("inf"),
+        10**20,
+        10**400,
+        1e30,
+        "",
+        "   ",
+        "yesterday",
+        "1_795_316_400",
+        "\u0661\u0667\u0669\u0665",
+        "2026-11-22T10:00:00" + "0" * 100,
+        "x" * 10_000,
+        "nan",
+        "-1",
+        "2026-13-01",
+    ],
+)
+def test_parse_timestamp_refuses(raw: object) -> None:
+    with pytest.raises(PayloadError) as exc:
+        parse_timestamp(raw, JAKARTA)
+    assert exc.value.reason == "bad_timestamp"
+
+
+def test_extreme_iso_dates_do_not_overflow() -> None:
+    assert parse_timestamp("0001-01-01T00:00:00+01:00", JAKARTA) < 0
+    assert parse_timestamp("9999-12-31T23:59:59-01:00", JAKARTA) > 0
+    assert reason_of(V, b'{"value": 1, "ts": "0001-01-01T00:00:00+01:00"}') == "old_timestamp"
+    assert reason_of(V, b'{"value": 1, "ts": "9999-12-31T23:59:59"}') == "future_timestamp"
+
+
+# -- property-based ------------------------------------------------------------------------------
+
+# PELBIOT_FUZZ_EXAMPLES=20000 for a long run; the default keeps the suite fast
+FUZZ = settings(max_examples=int(os.environ.get("PELBIOT_FUZZ_EXAMPLES", "300")), deadline=None)
+_level = st.text(max_size=12) | st.sampled_from(["trafo1", "volt", "telemetry", "", "+", "#"])
+_topics = st.one_of(
+    st.text(max_size=60),
+    st.lists(_level, min_size=0, max_size=5).map(lambda parts: "/".join(["panel", *parts])),
+    st.tuples(_level, st.sampled_from(["volt", "telemetry", "kW", "rssi"])).map(
+        lambda t: f"panel/{t[0]}/{t[1]}"
+    ),
+)
+_json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+_json_docs = st.recursive(
+    _json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=20,
+)
+_payloads = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=60).map(str.encode),
+    _json_docs.map(orjson.dumps),
+    st.floats().map(lambda f: repr(f).encode()),
+    st.integers().map(lambda i: str(i).encode()),
+)
+
+
+def _check_decoded(topic: str, out: Decoded, config: DecodeConfig = CONFIG) -> None:
+    assert isinstance(out, Decoded)
+    assert out.readings or out.rejections
+    for rejection in out.rejections:
+        assert rejection.reason in REASONS
+        assert rejection.reason != "decode_error", rejection
+    for reading in out.readings:
+        assert type(reading) is Reading
+        assert type(reading.value) is float and math.isfinite(reading.value)
+        target = metrics_catalog.target(reading.metric)
+        assert target is not None and target[0] == reading.metric
+        assert target[2] <= reading.value <= target[3]
+        assert topic.startswith(f"{config.prefix}/{reading.panel_id}/")
+        assert payloads._MIN_TS_MS <= reading.ts_ms <= NOW_MS + config.future_tolerance_ms
+
+
+@FUZZ
+@given(topic=_topics, payload=_payloads)
+@example(topic="panel/trafo1/volt", payload=b"\x1c230")
+@example(topic="panel/trafo1/volt", payload=b"230\x00")
+@example(topic="panel/trafo1/telemetry", payload=b'{"values": {"values": {"x": 1}}}')
+def test_fuzz_decode_never_raises(topic: str, payload: bytes) -> None:
+    _check_decoded(topic, run(topic, payload))
+
+
+_telemetry_docs = st.dictionaries(
+    st.text(max_size=15) | st.sampled_from(["ts", "values", "voltage", "kW", "device", "Time"]),
+    _json_scalars
+    | st.dictionaries(st.text(max_size=5), _json_scalars, max_size=3)
+    | st.lists(_json_scalars, max_size=2),
+    max_size=10,
+)
+_WHOLE = {"bad_timestamp", "future_timestamp", "old_timestamp", "no_values", "too_many_values"}
+
+
+@FUZZ
+@given(doc=_telemetry_docs)
+def test_fuzz_telemetry_accounts_for_every_field(doc: dict[str, object]) -> None:
+    out = run(TM, orjson.dumps(doc))
+    _check_decoded(TM, out)
+    if len(out.rejections) == 1 and not out.readings and out.rejections[0].reason in _WHOLE:
+        return
+    stored = {r.metric for r in out.readings}
+    details = [r.detail for r in out.rejections]
+    for key, raw in doc.items():
+        target = metrics_catalog.target(key)
+        if target is not None and target[0] in payloads._SPECIAL:
+            continue
+        if target is not None and type(raw) is dict:
+            continue  # flattened: its members are accounted for under their own names
+        refused = any(d.startswith(f"{key[:40]!r}: ") for d in details)
+        assert (target is not None and target[0] in stored) or refused, key
+
+
+@FUZZ
+@given(payload=_payloads)
+def test_fast_path_agrees_with_the_slow_path(payload: bytes) -> None:
+    target = metrics_catalog.target("voltage")
+    assert target is not None
+    fast = run("panel/trafo1/voltage", payload)
+    try:
+        if len(payload) > CONFIG.max_payload_bytes:
+            raise PayloadError("too_large")
+        slow: object = [payloads._single("trafo1", target, payload, NOW_MS, CONFIG)]
+    except PayloadError as exc:
+        slow = exc.reason
+    if fast.readings:
+        assert fast.readings == slow
+    else:
+        assert [r.reason for r in fast.rejections] == [slow]
+
+
+_names = st.sampled_from(sorted(metrics_catalog.CATALOG))
+
+
+@st.composite
+def _in_range(draw: st.DrawFn) -> tuple[str, float]:
+    name = draw(_names)
+    entry = metrics_catalog.CATALOG[name]
+    return name, draw(st.floats(min_value=entry.low, max_value=entry.high))
+
+
+@FUZZ
+@given(pair=_in_range())
+def test_any_finite_value_in_range_round_trips(pair: tuple[str, float]) -> None:
+    name, value = pair
+    forms = [
+        ("panel/p1/" + name, repr(value).encode()),
+        ("panel/p1/" + name, f" {value!r}\n".encode()),
+        ("panel/p1/" + name, orjson.dumps(value)),
+        ("panel/p1/" + name, orjson.dumps(repr(value))),
+        ("panel/p1/" + name, orjson.dumps({"value": value})),
+        ("panel/p1/" + name, orjson.dumps({"value": value, "ts": T10})),
+        ("panel/p1/" + name, json.dumps({"value": value}).encode()),
+        (TM.replace("trafo1", "p1"), orjson.dumps({name: value})),
+        (TM.replace("trafo1", "p1"), orjson.dumps({"values": {name: repr(value)}})),
+    ]
+    for topic, payload in forms:
+        reading = one(topic, payload)
+        assert (reading.panel_id, reading.metric, reading.value) == ("p1", name, value), payload
+        assert str(reading.value) == str(value)  # -0.0 stays -0.0
+
+
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=7)), timezone(timedelta(hours=-3, minutes=-30)), JAKARTA]
+)
+
+
+@FUZZ
+@given(
+    ms=st.integers(min_value=payloads._MIN_TS_MS, max_value=NOW_MS),
+    zone=_zones,
+)
+def test_every_timestamp_form_maps_to_the_same_epoch_ms(ms: int, zone: object) -> None:
+    when = datetime.fromtimestamp(ms / 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
+    assert (when - payloads._EPOCH) // timedelta(milliseconds=1) == ms
+    forms: list[object] = [
+        ms,
+        float(ms),
+        str(ms),
+        ms * 1000,
+        ms * 1_000_000,
+        ms / 1000,
+        repr(ms / 1000),
+        when.astimezone(zone).isoformat(timespec="milliseconds"),  # type: ignore[arg-type]
+        when.astimezone(zone).isoformat(),  # type: ignore[arg-type]
+        when.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        when.astimezone(JAKARTA).replace(tzinfo=None).isoformat(timespec="milliseconds"),
+    ]
+    if ms % 1000 == 0:
+        forms += [ms // 1000, str(ms // 1000)]
+    for raw in forms:
+        assert parse_timestamp(raw, JAKARTA) == ms, raw
+        doc = orjson.dumps({"value": 230.0, "ts": raw})
+        assert one(V, doc).ts_ms == ms, doc
+
+
+@FUZZ
+@given(raw=st.one_of(_json_docs, st.binary(max_size=30), st.integers()))
+def test_parse_timestamp_raises_only_payload_errors(raw: object) -> None:
+    try:
+        ms = parse_timestamp(raw, JAKARTA)
+    except PayloadError as exc:
+        assert exc.reason == "bad_timestamp"
+    else:
+        assert type(ms) is int
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=30))
+def test_numeric_text_is_exactly_what_the_grammar_says(text: str) -> None:
+    """A text value is accepted iff it is ASCII float syntax without underscores."""
+    assume(text.strip(" \t\n\r\x0b\x0c"))
+    stripped = text.strip(" \t\n\r\x0b\x0c")
+    try:
+        value = payloads._number_text(text)
+    except PayloadError:
+        accepted = False
+    else:
+        accepted = True
+        assert value == float(stripped) or math.isnan(value)
+    if accepted:
+        assert stripped.isascii()
+        assert "_" not in stripped
