@@ -47,28 +47,36 @@ class TcpProxy:
     def cut(self) -> None:
         """Drop every connection and refuse new ones until ``restore``."""
         self._stop_accepting()
-        holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind((self.host, self.port))  # bound, not listening: connects are refused
-        self._holder = holder
+        if self._holder is None:
+            holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            holder.bind((self.host, self.port))  # bound, not listening: connects are refused
+            self._holder = holder
+        self._drop_connections()
+
+    def restore(self) -> None:
+        if not self.is_cut:
+            return
+        self._release_holder()
+        self._listen()
+
+    def close(self) -> None:
+        self._stop_accepting()
+        self._release_holder()
+        self._drop_connections()
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _release_holder(self) -> None:
+        if self._holder is not None:
+            self._holder.close()
+            self._holder = None
+
+    def _drop_connections(self) -> None:
         with self._lock:
             conns, self._conns = self._conns, set()
         for sock in conns:
             _close(sock)
-
-    def restore(self) -> None:
-        if self._holder is not None:
-            self._holder.close()
-            self._holder = None
-        self._listen()
-
-    def close(self) -> None:
-        self.cut()
-        if self._holder is not None:
-            self._holder.close()
-            self._holder = None
-
-    # -- internals ----------------------------------------------------------------------------
 
     def _listen(self) -> None:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
