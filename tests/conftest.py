@@ -37,9 +37,7 @@ def login_as(
         accounts.by_name(username)
     except NotFoundError:
         accounts.create(username, password, role, regions=regions)
-    response = client.post(
-        "/api/v1/auth/login", json={"username": username, "password": password}
-    )
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
     assert response.status_code == 200, response.text
     client.cookies.clear()
     headers = {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from pelbiot.errors import ConfigError
 
@@ -42,10 +41,12 @@ def make_engine(url: str, *, writer: bool = False, pool_size: int = 5) -> Engine
         database = parsed.database
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # The writer keeps one connection open: opening one per batch (and its PRAGMAs) cost
+        # about half the CPU of a small commit (docs/performance.md).
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if writer else None,
+            **({"pool_size": 1, "max_overflow": 0} if writer else {}),
         )
         _sqlite_tuning(engine, begin="BEGIN IMMEDIATE" if writer else "BEGIN")
         return engine

@@ -1,8 +1,12 @@
 """The MQTT consumer: connect, subscribe, decode, hand readings to the writer, ack after commit.
 
 paho-mqtt runs in manual-ack mode inside our own select loop (paho's "external loop" API), so:
-- the PUBACK of a QoS 1 message is queued by the writer thread only after the commit that holds
-  the message's readings; only this thread ever touches the socket;
+- the PUBACK of a QoS 1 message is sent only after the commit that holds the message's
+  readings: the writer hands the committed message ids back, and this thread (the only one that
+  touches the socket) sends them, many PUBACKs per write;
+- ``BulkClient`` (mqttclient.py) reads the socket in large chunks and gives us every message of
+  a read at once; their readings go to the writer as one item with one acknowledgement callback,
+  split at ``writer_batch_max`` readings;
 - an MQTT 5 receive-maximum raises the broker's in-flight window so ack-after-commit does not cap
   throughput; the writer queue bounds the rest (backpressure: we stop reading the socket);
 - acks are tied to a connection generation: after a reconnect the broker redelivers whatever was
@@ -20,6 +24,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import deque
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -28,6 +33,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pelbiot.models import Reading
+from pelbiot.mqttclient import BulkClient, Inbound
 from pelbiot.payloads import DecodeConfig, decode
 from pelbiot.rejects import RejectLog
 from pelbiot.settings import Settings
@@ -87,7 +94,12 @@ class MqttIngest:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._generation = 0
+        # (connection generation, QoS 1 ids, QoS 2 ids) committed and ready to acknowledge;
+        # appended by the writer thread, sent by this one.
+        self._acks: deque[tuple[int, list[int], list[int]]] = deque()
+        self._item_readings = max(1, min(settings.writer_batch_max, 4096))
         self._reading = True
+        self._thread_id: int | None = None
         self._connected = threading.Event()
         self._client = self._make_client(tls, url_user, url_password)
 
@@ -122,6 +134,7 @@ class MqttIngest:
 
     def run(self) -> None:
         """Thread body: connect, pump the socket, reconnect with backoff until stopped."""
+        self._thread_id = threading.get_ident()
         delay = self._settings.mqtt_reconnect_min
         while not self._stop.is_set():
             try:
@@ -153,9 +166,10 @@ class MqttIngest:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _make_client(self, tls: bool, url_user: str | None, url_pw: str | None) -> mqtt.Client:
+    def _make_client(self, tls: bool, url_user: str | None, url_pw: str | None) -> BulkClient:
         s = self._settings
-        client = mqtt.Client(
+        client = BulkClient(
+            on_messages=self._on_messages,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
             protocol=mqtt.MQTTv5 if self._v5 else mqtt.MQTTv311,
@@ -175,7 +189,7 @@ class MqttIngest:
             client.tls_insecure_set(s.mqtt_tls_insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
+        client.on_message = self._on_qos2_message  # QoS 0/1 come in bulk via on_messages
         client.on_subscribe = self._on_subscribe
         # Registering these makes paho queue outgoing packets (acks from the writer thread)
         # instead of writing to the socket from the calling thread; we write in run().
@@ -217,6 +231,7 @@ class MqttIngest:
                 readable, writable, _ = select.select(rlist, wlist, [], 1.0)
             if self._wake_r in readable:
                 self._drain_wake()
+            self._send_acks()
             if sock in readable and client.loop_read(max_packets=256) != mqtt.MQTT_ERR_SUCCESS:
                 return
             if (sock in writable or client.want_write()) and client.loop_write() not in (
@@ -239,6 +254,7 @@ class MqttIngest:
         # Send what is queued (the last acks), then DISCONNECT; keep the session.
         deadline = time.monotonic() + 2
         client = self._client
+        self._send_acks()
         while client.want_write() and time.monotonic() < deadline:
             if client.loop_write() not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
                 break
@@ -260,7 +276,9 @@ class MqttIngest:
                 pass
 
     def _on_register_write(self, *_args: object) -> None:
-        self._wake()
+        # Our own thread writes at the end of this pump turn; others (publish) must wake it.
+        if threading.get_ident() != self._thread_id:
+            self._wake()
 
     # -- paho callbacks (all run in the ingest thread) ----------------------------------------
 
@@ -300,34 +318,96 @@ class MqttIngest:
         if not self._stop.is_set():
             logger.warning("MQTT broker %s disconnected us: %s", self.broker, reason)
 
-    def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+    # -- messages and acknowledgements -------------------------------------------------------
+
+    def _on_messages(self, batch: list[Inbound]) -> None:
+        """Everything one socket read brought: decode, then hand to the writer in few items."""
         now = time.time()
         now_ms = int(now * 1000)
+        config = self._decode_config
+        limit = self._item_readings
+        newest: dict[str, bytes] = {}  # per topic, for the topic tracker: one update per read
+        counts: dict[str, int] = {}
+        readings: list[Reading] = []
+        acks: list[int] = []
+        messages = rejected = received = 0
+        for msg in batch:
+            topic = msg.topic
+            decoded = decode(topic, msg.payload, now_ms, config)
+            newest[topic] = msg.payload
+            counts[topic] = counts.get(topic, 0) + 1
+            if decoded.rejections:
+                rejected += 1
+                self._rejects.add(decoded.rejections)
+            if msg.qos:
+                acks.append(msg.mid)
+            messages += 1
+            if decoded.readings:
+                readings += decoded.readings
+                if len(readings) >= limit:
+                    received += len(readings)
+                    if not self._submit(readings, acks, [], messages):
+                        return
+                    readings, acks, messages = [], [], 0
+        record = self._topics.record
+        for topic, payload in newest.items():
+            record(topic, payload, now, counts[topic])
         stats = self._stats
-        stats.messages_received += 1
+        stats.messages_received += len(batch)
+        stats.messages_rejected += rejected
         stats.last_message_at = now
-        topic = msg.topic
-        stats.last_topic = topic
-        payload = bytes(msg.payload)
-        decoded = decode(topic, payload, now_ms, self._decode_config)
-        self._topics.record(topic, payload, now)
-        if decoded.rejections:
-            stats.messages_rejected += 1
-            self._rejects.add(decoded.rejections)
-        on_committed = None
-        if msg.qos > 0:
-            generation, mid, qos = self._generation, msg.mid, msg.qos
+        stats.last_topic = batch[-1].topic
+        received += len(readings)
+        stats.readings_received += received
+        if readings or acks:
+            # Refused messages too go through the writer, so PUBACKs keep the arrival order.
+            self._submit(readings, acks, [], messages)
 
-            def on_committed() -> None:
-                if generation == self._generation and self._connected.is_set():
-                    client.ack(mid, qos)
+    def _submit(self, readings: list[Reading], acks: list[int], acks2: list[int], n: int) -> bool:
+        generation = self._generation
+        pending = self._acks
 
-        if not decoded.readings:
-            if on_committed is not None:
-                on_committed()
-            return
-        stats.readings_received += len(decoded.readings)
+        def on_committed() -> None:  # writer thread: hand the ids back, wake the socket loop
+            pending.append((generation, acks, acks2))
+            self._wake()
+
         # Blocks while the writer queue is full: we stop reading, the broker holds the rest.
-        while not self._writer.submit(decoded.readings, on_committed, timeout=1.0):
+        while not self._writer.submit(
+            readings, on_committed if acks or acks2 else None, timeout=1.0, messages=n
+        ):
             if self._stop.is_set():
-                return  # not acked: the broker redelivers after restart
+                return False  # not acked: the broker redelivers after restart
+        return True
+
+    def _send_acks(self) -> None:
+        """Send the PUBACKs of committed messages of this connection (this thread only)."""
+        pending = self._acks
+        if not pending:
+            return
+        mids: list[int] = []
+        mids2: list[int] = []
+        while pending:
+            generation, acks, acks2 = pending.popleft()
+            # An id from an earlier connection means nothing now: the broker redelivers it.
+            if generation == self._generation and self._connected.is_set():
+                mids += acks
+                mids2 += acks2
+        if mids:
+            self._client.queue_pubacks(mids)
+        for mid in mids2:
+            self._client.ack(mid, 2)
+
+    def _on_qos2_message(
+        self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage
+    ) -> None:
+        """QoS 2 (only if the subscription QoS were 2): paho's path, PUBCOMP after commit."""
+        inbound = Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.mid, msg.retain)
+        now = time.time()
+        decoded = decode(inbound.topic, inbound.payload, int(now * 1000), self._decode_config)
+        self._topics.record(inbound.topic, inbound.payload, now)
+        self._stats.messages_received += 1
+        if decoded.rejections:
+            self._stats.messages_rejected += 1
+            self._rejects.add(decoded.rejections)
+        self._stats.readings_received += len(decoded.readings)
+        self._submit(decoded.readings, [], [msg.mid] if msg.qos == 2 else [], 1)

@@ -10,8 +10,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import itemgetter
+from typing import Any, cast
 
+import orjson
+import psycopg
 from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.exc import DBAPIError
 
 from pelbiot import metrics_catalog, schema
 from pelbiot.db import is_sqlite
@@ -19,12 +24,23 @@ from pelbiot.models import Reading
 
 logger = logging.getLogger(__name__)
 
-_SQLITE_INSERT = "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) VALUES (?, ?, ?)"
+# SQLite statements take the whole batch as one JSON array of [series_id, ts_ms, value] rows, so
+# the insert is one statement step: executemany would release and retake the GIL for every row,
+# and each retake waits behind the MQTT thread (up to the 5 ms switch interval). orjson writes
+# floats as their shortest round-trip repr and SQLite reads them back bit-exact; values are
+# finite here (the decoders refuse NaN and infinity).
+_SQLITE_INSERT = (
+    "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) "
+    "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j"
+)
 _SQLITE_LATEST = (
-    "INSERT INTO latest (series_id, ts_ms, value) VALUES (?, ?, ?) "
+    "INSERT INTO latest (series_id, ts_ms, value) "
+    "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j WHERE true "
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
     "WHERE excluded.ts_ms >= latest.ts_ms"
 )
+_PG_COPY = "COPY readings (series_id, ts_ms, value) FROM STDIN (FORMAT BINARY)"
+_PG_COPY_TYPES = ("int4", "int8", "float8")
 _PG_INSERT = (
     "INSERT INTO readings (series_id, ts_ms, value) "
     "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[]) "
@@ -36,6 +52,10 @@ _PG_LATEST = (
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
     "WHERE excluded.ts_ms >= latest.ts_ms"
 )
+
+
+_ts_of_row = itemgetter(1)
+_INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite allows 32,766 bound parameters)
 
 
 @dataclass(slots=True)
@@ -64,13 +84,19 @@ class Recorder:
         """Commit ``readings`` in one transaction. Raises SQLAlchemy errors on database trouble."""
         result = BatchResult()
         with self._engine.begin() as conn:
-            ids = self._series_ids(conn, {(r.panel_id, r.metric) for r in readings}, result)
+            # r[:2] is (panel_id, metric): the cache key, built in C.
+            get = self._series.get
+            sids = [get(r[:2]) for r in readings]
+            if None in sids:
+                ids = self._series_ids(conn, {r[:2] for r in readings}, result)
+                sids = [ids.get(r[:2]) for r in readings]
+                if None in sids:
+                    result.unknown_panel = [
+                        r for r, sid in zip(readings, sids, strict=True) if sid is None
+                    ]
             rows = [
-                (ids[(r.panel_id, r.metric)], r.ts_ms, r.value)
-                for r in readings
-                if (r.panel_id, r.metric) in ids
+                (sid, r[2], r[3]) for sid, r in zip(sids, readings, strict=True) if sid is not None
             ]
-            result.unknown_panel = [r for r in readings if (r.panel_id, r.metric) not in ids]
             if rows:
                 result.written = self._insert(conn, rows)
                 result.duplicates = len(rows) - result.written
@@ -79,20 +105,41 @@ class Recorder:
 
     def _insert(self, conn: Connection, rows: list[tuple[int, int, float]]) -> int:
         if self._sqlite:
-            return conn.exec_driver_sql(_SQLITE_INSERT, rows).rowcount
+            return conn.exec_driver_sql(_SQLITE_INSERT, (orjson.dumps(rows),)).rowcount
+        if self._pg_copy(conn, rows):
+            return len(rows)
         sids, tss, vals = zip(*rows, strict=True)
         return conn.exec_driver_sql(_PG_INSERT, (list(sids), list(tss), list(vals))).rowcount
 
+    def _pg_copy(self, conn: Connection, rows: list[tuple[int, int, float]]) -> bool:
+        """COPY the rows in (about 3x the rate of INSERT ... unnest). False if one of them is
+        already stored (a redelivery): the caller then inserts with ON CONFLICT DO NOTHING."""
+        dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        savepoint = conn.begin_nested()
+        try:
+            with dbapi.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
+                copy.set_types(_PG_COPY_TYPES)
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+        except psycopg.errors.UniqueViolation:
+            savepoint.rollback()
+            return False
+        except psycopg.Error as exc:
+            # Raw driver errors reach us here; the writer retries SQLAlchemy errors.
+            raise DBAPIError.instance(_PG_COPY, None, exc, psycopg.Error) from exc
+        savepoint.commit()
+        return True
+
     def _upsert_latest(self, conn: Connection, rows: list[tuple[int, int, float]]) -> None:
-        newest: dict[int, tuple[int, int, float]] = {}
-        for row in rows:
-            seen = newest.get(row[0])
-            if seen is None or row[1] >= seen[1]:
-                newest[row[0]] = row
+        # Newest row per series: after a stable sort by time the last one of each series wins
+        # (ties keep the later arrival, like the upsert's >=). Timsort is near-linear here, as
+        # readings mostly arrive in time order.
+        newest = {row[0]: row for row in sorted(rows, key=_ts_of_row)}
         # Sorted so concurrent PostgreSQL writers lock rows in one order (no deadlocks).
         ordered = [newest[k] for k in sorted(newest)]
         if self._sqlite:
-            conn.exec_driver_sql(_SQLITE_LATEST, ordered)
+            conn.exec_driver_sql(_SQLITE_LATEST, (orjson.dumps(ordered),))
             return
         sids, tss, vals = zip(*ordered, strict=True)
         conn.exec_driver_sql(_PG_LATEST, (list(sids), list(tss), list(vals)))
@@ -102,7 +149,7 @@ class Recorder:
     ) -> dict[tuple[str, str], int]:
         with self._lock:
             ids = {k: self._series[k] for k in keys if k in self._series}
-        missing = [k for k in keys if k not in ids]
+        missing = {k for k in keys if k not in ids}
         if not missing:
             return ids
         panels = {p for p, _ in missing}
@@ -112,34 +159,27 @@ class Recorder:
         absent = panels - present
         if absent and self._auto_create:
             now = int(time.time() * 1000)
-            for panel_id in sorted(absent):
-                _insert_ignore(
-                    conn,
-                    self._sqlite,
-                    schema.panels,
-                    ("id",),
-                    {
-                        "id": panel_id,
-                        "name": panel_id,
-                        "phases": 3,
-                        "created_ms": now,
-                        "updated_ms": now,
-                    },
-                )
-                logger.info("panel %r created on its first reading", panel_id)
-            present |= absent
-        wanted = [k for k in missing if k[0] in present]
-        for panel_id, metric in sorted(wanted):
-            known = metric in metrics_catalog.CATALOG
             _insert_ignore(
                 conn,
                 self._sqlite,
-                schema.series,
-                ("panel_id", "metric"),
-                {"panel_id": panel_id, "metric": metric, "known": known},
+                schema.panels,
+                ("id",),
+                [
+                    {"id": p, "name": p, "phases": 3, "created_ms": now, "updated_ms": now}
+                    for p in sorted(absent)
+                ],
             )
+            for panel_id in sorted(absent):
+                logger.info("panel %r created on its first reading", panel_id)
+            present |= absent
+        wanted = sorted(k for k in missing if k[0] in present)
+        rows: list[dict[str, object]] = []
+        for panel_id, metric in wanted:
+            known = metric in metrics_catalog.CATALOG
+            rows.append({"panel_id": panel_id, "metric": metric, "known": known})
             if not known:
                 logger.info("unknown metric %r on panel %r kept and flagged", metric, panel_id)
+        _insert_ignore(conn, self._sqlite, schema.series, ("panel_id", "metric"), rows)
         if wanted:
             s = schema.series.c
             found = conn.execute(
@@ -158,15 +198,20 @@ def _insert_ignore(
     sqlite: bool,
     table: Table,
     conflict: tuple[str, ...],
-    values: dict[str, object],
+    rows: list[dict[str, object]],
 ) -> None:
+    """Multi-row INSERT that skips rows already there (first contact with many series)."""
     if sqlite:
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        conn.execute(sqlite_insert(table).values(values).on_conflict_do_nothing())
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[i : i + _INSERT_CHUNK]
+            conn.execute(sqlite_insert(table).values(chunk).on_conflict_do_nothing())
     else:
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        conn.execute(
-            pg_insert(table).values(values).on_conflict_do_nothing(index_elements=conflict)
-        )
+        for i in range(0, len(rows), _INSERT_CHUNK):
+            chunk = rows[i : i + _INSERT_CHUNK]
+            conn.execute(
+                pg_insert(table).values(chunk).on_conflict_do_nothing(index_elements=conflict)
+            )

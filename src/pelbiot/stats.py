@@ -31,8 +31,19 @@ class IngestStats:
     last_commit_at: float | None = None
     last_lag_s: float = 0.0
     max_lag_s: float = 0.0
+    # seconds the database took for the last / slowest transaction (a stall shows here)
+    last_commit_s: float = 0.0
+    max_commit_s: float = 0.0
 
-    def record_batch(self, *, messages: int, written: int, duplicates: int, lag_s: float) -> None:
+    def record_batch(
+        self,
+        *,
+        messages: int,
+        written: int,
+        duplicates: int,
+        lag_s: float,
+        commit_s: float = 0.0,
+    ) -> None:
         self.batches += 1
         self.messages_committed += messages
         self.readings_written += written
@@ -43,3 +54,5 @@ class IngestStats:
         self.last_commit_at = time.time()
         self.last_lag_s = lag_s
         self.max_lag_s = max(self.max_lag_s, lag_s)
+        self.last_commit_s = commit_s
+        self.max_commit_s = max(self.max_commit_s, commit_s)

@@ -23,10 +23,12 @@ class TopicTracker:
         self._max = max_topics
         self._lock = threading.Lock()
 
-    def record(self, topic: str, payload: bytes, at: float) -> None:
+    def record(self, topic: str, payload: bytes, at: float, messages: int = 1) -> None:
+        """``payload`` is the newest of ``messages`` messages just received on ``topic``."""
         with self._lock:
             old = self._values.pop(topic, None)
-            self._values[topic] = TopicValue(preview(payload), at, (old.messages if old else 0) + 1)
+            count = (old.messages if old else 0) + messages
+            self._values[topic] = TopicValue(preview(payload), at, count)
             if len(self._values) > self._max:
                 self._values.popitem(last=False)
 
