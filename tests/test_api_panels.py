@@ -142,3 +142,17 @@ def test_deleting_a_panel_removes_its_history_and_it_can_return(client: TestClie
         "/api/v1/panels/p9/readings", params={"metric": "voltage", "start": now - 10_000}
     ).json()
     assert [p["value"] for p in history["series"][0]["points"]] == [231.0]
+
+
+def test_a_conflicting_redelivery_keeps_the_first_value_everywhere(client: TestClient) -> None:
+    """Same panel, metric and timestamp twice: history and latest both keep the first value."""
+    ts = 1_795_000_000_000
+    store(client, [Reading("dup", "voltage", ts, 230.0), Reading("dup", "voltage", ts, 999.0)])
+    store(client, [Reading("dup", "voltage", ts, 500.0)])
+    latest = client.get("/api/v1/panels/dup/latest").json()["values"]["voltage"]["value"]
+    history = client.get(
+        "/api/v1/panels/dup/readings", params={"metric": "voltage", "start": ts - 1, "end": ts + 1}
+    ).json()["series"][0]["points"]
+    assert latest == 230.0
+    assert [p["value"] for p in history] == [230.0]
+    assert client.get("/api/v1/ingest/status").json()["counters"]["duplicates"] == 2

@@ -37,7 +37,7 @@ _SQLITE_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j WHERE true "
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
-    "WHERE excluded.ts_ms >= latest.ts_ms"
+    "WHERE excluded.ts_ms > latest.ts_ms"
 )
 _PG_COPY = "COPY readings (series_id, ts_ms, value) FROM STDIN (FORMAT BINARY)"
 _PG_COPY_TYPES = ("int4", "int8", "float8")
@@ -50,7 +50,7 @@ _PG_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[]) "
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
-    "WHERE excluded.ts_ms >= latest.ts_ms"
+    "WHERE excluded.ts_ms > latest.ts_ms"
 )
 
 
@@ -132,10 +132,14 @@ class Recorder:
         return True
 
     def _upsert_latest(self, conn: Connection, rows: list[tuple[int, int, float]]) -> None:
-        # Newest row per series: after a stable sort by time the last one of each series wins
-        # (ties keep the later arrival, like the upsert's >=). Timsort is near-linear here, as
-        # readings mostly arrive in time order.
-        newest = {row[0]: row for row in sorted(rows, key=_ts_of_row)}
+        # Newest row per series. For the same timestamp the first arrival wins, as in the
+        # readings table (insert-or-ignore keeps the first), so /latest and history agree.
+        # Timsort is near-linear here, as readings mostly arrive in time order.
+        newest: dict[int, tuple[int, int, float]] = {}
+        for row in sorted(rows, key=_ts_of_row):
+            seen = newest.get(row[0])
+            if seen is None or row[1] > seen[1]:
+                newest[row[0]] = row
         # Sorted so concurrent PostgreSQL writers lock rows in one order (no deadlocks).
         ordered = [newest[k] for k in sorted(newest)]
         if self._sqlite:
