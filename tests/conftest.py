@@ -12,13 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.app import create_app
-from pelbiot.permissions import Role
 from pelbiot.errors import NotFoundError
+from pelbiot.permissions import Role
 from pelbiot.settings import Settings, load_settings
 from tests.support.databases import backend, fresh_database
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import ServerProcess
-
 
 TEST_PASSWORD = "Test-password-4-pelbiot"
 
