@@ -66,11 +66,16 @@ class Store {
     });
   }
 
+  /** Reload panels and today's energy; never rejects (a failed fetch keeps what we have). */
   async refreshPanels(): Promise<void> {
-    const [list, energy] = await Promise.all([api.panels(), api.energyToday().catch(() => [])]);
-    this.panels = new Map(list.items.map((p) => [p.id, p]));
-    this.energyToday = new Map(energy.map((e) => [e.panel_id, e.kwh]));
-    this.changed();
+    try {
+      const [list, energy] = await Promise.all([api.panels(), api.energyToday().catch(() => [])]);
+      this.panels = new Map(list.items.map((p) => [p.id, p]));
+      this.energyToday = new Map(energy.map((e) => [e.panel_id, e.kwh]));
+      this.changed();
+    } catch {
+      // offline or logged out: the connection indicator and the login page say so
+    }
   }
 
   applySnapshot(panels: Record<string, { values: Record<string, number>; ts: number | null; status: Status; last_seen: number | null }>): void {
