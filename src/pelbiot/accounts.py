@@ -15,11 +15,12 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, case, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pelbiot import schema
@@ -70,10 +71,18 @@ def _regions_out(regions: list[str] | None) -> str | None:
 
 
 class Accounts:
-    def __init__(self, engine: Engine, settings: Settings, audit: AuditLog) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: Settings,
+        audit: AuditLog,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._engine = engine
         self._settings = settings
         self._audit = audit
+        self._clock = clock  # stamps access tokens (tests issue expired ones with a past clock)
         self._per_address = SlidingWindow(limit=settings.login_attempts_per_address, window_s=300)
         self._per_account = SlidingWindow(limit=settings.login_attempts_per_account, window_s=60)
         # A fixed-length signing key derived from the secret, whatever the secret's length.
@@ -188,6 +197,8 @@ class Accounts:
         actor: Principal | None,
         address: str | None = None,
     ) -> dict[str, Any]:
+        # null means "leave as is" for role and disabled; for regions it means "all regions".
+        changes = {k: v for k, v in changes.items() if v is not None or k == "regions"}
         row = self._row(user_id)
         new_role = Role(changes.get("role", row["role"]))
         if actor is not None and not (
@@ -370,15 +381,30 @@ class Accounts:
         return self._tokens(row, session_id, secret)
 
     def _record_failure(self, row: dict[str, Any], address: str, now: int) -> None:
-        failures = row["failed_logins"] + 1
-        values: dict[str, Any] = {"failed_logins": failures}
-        locked = failures >= self._settings.lockout_threshold and not (
-            row["locked_until_ms"] and row["locked_until_ms"] > now
-        )
-        if locked:
-            values["locked_until_ms"] = now + self._settings.lockout_minutes * 60_000
+        """Count a wrong password in the database (atomically: parallel guesses, even from
+        several workers, all count) and lock the account at the threshold."""
+        c = schema.users.c
+        # A lock that has run out starts the count afresh (else one typo would lock again).
+        ran_out = and_(c.locked_until_ms.is_not(None), c.locked_until_ms <= now)
         with self._engine.begin() as conn:
-            conn.execute(update(schema.users).where(schema.users.c.id == row["id"]).values(values))
+            conn.execute(
+                update(schema.users)
+                .where(c.id == row["id"])
+                .values(
+                    failed_logins=case((ran_out, 1), else_=c.failed_logins + 1),
+                    locked_until_ms=case((ran_out, None), else_=c.locked_until_ms),
+                )
+            )
+            failures, until = conn.execute(
+                select(c.failed_logins, c.locked_until_ms).where(c.id == row["id"])
+            ).one()
+            locked = failures >= self._settings.lockout_threshold and until is None
+            if locked:
+                conn.execute(
+                    update(schema.users)
+                    .where(c.id == row["id"])
+                    .values(locked_until_ms=now + self._settings.lockout_minutes * 60_000)
+                )
             self._audit.record(
                 "login.failed",
                 actor=row["username"],
@@ -402,7 +428,7 @@ class Accounts:
                 )
 
     def _tokens(self, row: dict[str, Any], session_id: str, secret: str) -> Tokens:
-        now = int(time.time())
+        now = int(self._clock())
         ttl = self._settings.access_token_ttl_s
         access = jwt.encode(
             {"sub": str(row["id"]), "sid": session_id, "iat": now, "exp": now + ttl},
@@ -446,6 +472,26 @@ class Accounts:
                 .values(revoked_ms=_now_ms())
             )
             self._audit.record("logout", actor=actor, address=address, conn=conn)
+
+    def logout_refresh(self, refresh_token: str, *, address: str) -> bool:
+        """End the session a refresh token belongs to (logout after the access token expired).
+        Returns whether a session was ended; a wrong or spent token ends nothing."""
+        session_id, _, secret = refresh_token.partition(".")
+        with self._engine.begin() as conn:
+            found = conn.execute(
+                select(schema.sessions.c.refresh_hash, schema.users.c.username)
+                .join(schema.users, schema.users.c.id == schema.sessions.c.user_id)
+                .where(schema.sessions.c.id == session_id, schema.sessions.c.revoked_ms.is_(None))
+            ).first()
+            if found is None or not hmac.compare_digest(found.refresh_hash, _sha256(secret)):
+                return False
+            conn.execute(
+                update(schema.sessions)
+                .where(schema.sessions.c.id == session_id)
+                .values(revoked_ms=_now_ms())
+            )
+            self._audit.record("logout", actor=found.username, address=address, conn=conn)
+        return True
 
     def _revoke_all(self, conn: Any, user_id: int) -> None:
         conn.execute(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import threading
 import time
@@ -24,6 +25,7 @@ from pelbiot.permissions import SCOPES, Principal, key_principal
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "pbk_"
+_PREFIX_RE = re.compile(r"[0-9a-f]{12}")
 _LAST_USED_EVERY_MS = 60_000  # write last-used at most once a minute per key
 
 
@@ -127,6 +129,8 @@ class ApiKeys:
             _pbk, prefix, secret = token.split("_", 2)
         except ValueError:
             raise UnauthorizedError("API key is not valid") from None
+        if not _PREFIX_RE.fullmatch(prefix):  # not one of ours: no database lookup
+            raise UnauthorizedError("API key is not valid")
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(schema.api_keys).where(schema.api_keys.c.prefix == prefix)

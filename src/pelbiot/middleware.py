@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from starlette.datastructures import Headers, MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # The dashboard needs nothing inline; /docs (Swagger UI) needs its inline bootstrap script.
@@ -52,7 +55,12 @@ class SecurityHeaders:
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming."""
+    """Refuse bodies over ``max_bytes`` with 413, by Content-Length or while streaming.
+
+    A streamed body that grows too large raises an HTTPException from ``receive`` (FastAPI
+    re-raises those while reading a body, where any other error would become a 400); the
+    app's own answer to it is dropped and the 413 below is sent instead.
+    """
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -67,23 +75,33 @@ class BodySizeLimit:
             await _too_large(send, self.max_bytes)
             return
         seen = 0
+        too_large = False
+        started = False
 
         async def limited() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLargeError
+                    too_large = True
+                    raise _TooLargeError(413)
             return message
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLargeError:
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if too_large and not started:
+                return  # the app's answer to the aborted read; ours goes out below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        with contextlib.suppress(_TooLargeError):  # not handled by the app: answered below
+            await self.app(scope, limited, guarded_send)
+        if too_large and not started:
             await _too_large(send, self.max_bytes)
 
 
-class _TooLargeError(Exception):
+class _TooLargeError(HTTPException):
     pass
 
 

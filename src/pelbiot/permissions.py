@@ -44,6 +44,9 @@ SCOPE_PERMISSIONS: dict[str, frozenset[Perm]] = {
     "admin": frozenset(set(Perm) - {Perm.SELF}),
 }
 
+# Permissions over things that have no region; never held by a region- or panel-limited key.
+UNSCOPED_PERMISSIONS = frozenset({Perm.USERS, Perm.API_KEYS, Perm.AUDIT})
+
 # (method, path template) -> permission. Routes not listed are refused (fail closed); a test
 # checks that every route of the app is here.
 PUBLIC = None
@@ -164,6 +167,10 @@ def key_principal(
     perms: set[Perm] = set()
     for scope in scopes:
         perms |= SCOPE_PERMISSIONS.get(scope, frozenset())
+    if panel_id or region:
+        # Accounts, keys and the audit log are not per region: a restricted key that could
+        # manage them could mint itself an unrestricted one.
+        perms -= UNSCOPED_PERMISSIONS
     return Principal(
         kind="api_key",
         name=f"key:{name}",

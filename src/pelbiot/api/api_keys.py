@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from pelbiot.api.deps import PrincipalDep, RuntimeDep, client_address
+from pelbiot.api.deps import MAX_ROW_ID, PrincipalDep, RuntimeDep, client_address
 from pelbiot.timefmt import iso
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
@@ -96,7 +96,10 @@ def create_key(
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Revoke a key")
 def revoke_key(
-    request: Request, runtime: RuntimeDep, principal: PrincipalDep, key_id: int
+    request: Request,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    key_id: Annotated[int, Path(ge=1, le=MAX_ROW_ID)],
 ) -> Response:
     runtime.api_keys.revoke(key_id, actor=principal, address=client_address(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from pelbiot.api.deps import RuntimeDep
+from pelbiot.api.deps import MAX_ROW_ID, RuntimeDep
 from pelbiot.audit import AuditQuery
 from pelbiot.timefmt import iso, parse_query_time
 
@@ -36,7 +36,9 @@ def audit(
     until: Annotated[str | None, Query(max_length=64)] = None,
     success: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before_id: Annotated[int | None, Query(ge=1, description="page: ids below this")] = None,
+    before_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ROW_ID, description="page: ids below this")
+    ] = None,
 ) -> list[AuditEntry]:
     zone = runtime.settings.zone
     now = int(time.time() * 1000)

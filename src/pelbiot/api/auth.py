@@ -140,12 +140,22 @@ def refresh(
 
 
 @router.post("/logout", status_code=204, summary="Log out (ends the session)")
-def logout(request: Request, runtime: RuntimeDep, principal: MaybePrincipalDep) -> Response:
+def logout(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: MaybePrincipalDep,
+    body: Annotated[RefreshBody | None, Body()] = None,
+) -> Response:
+    """Ends the session of the access token, or (when that has expired) of the refresh token
+    in the body or the refresh cookie."""
     response = Response(status_code=204)
+    address = client_address(request)
     if principal is not None and principal.session_id:
-        runtime.accounts.logout(
-            principal.session_id, actor=principal.name, address=client_address(request)
-        )
+        runtime.accounts.logout(principal.session_id, actor=principal.name, address=address)
+    else:
+        token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+        if token:
+            runtime.accounts.logout_refresh(token, address=address)
     _clear_cookies(response)
     return response
 

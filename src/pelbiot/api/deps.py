@@ -3,20 +3,29 @@
 ``authorize`` finds who is asking (API key header, bearer token, session cookie, or the
 WebSocket ``?token=``), looks the route up in ``permissions.ROUTES`` (fail closed: a route
 without a rule is refused), checks the permission and the rate limits, and leaves the caller in
-``request.state.principal``. Cookie-authenticated writes must carry the CSRF header.
+``request.state.principal``. Cookie-authenticated writes must carry the CSRF header. It also
+refuses NUL characters anywhere in the request (see ``_refuse_nul``).
 """
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import Depends, Request, WebSocketException
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
 from pelbiot.apikeys import looks_like_key
-from pelbiot.errors import ForbiddenError, PelbiotError, RateLimitedError, UnauthorizedError
+from pelbiot.errors import (
+    ForbiddenError,
+    InvalidInputError,
+    PelbiotError,
+    RateLimitedError,
+    UnauthorizedError,
+)
 from pelbiot.permissions import (
     ANONYMOUS_VIEWER,
     PUBLIC,
@@ -26,6 +35,12 @@ from pelbiot.permissions import (
     route_template,
 )
 from pelbiot.runtime import Runtime
+
+# The largest integers both databases store: row ids are INTEGER (32 bit on PostgreSQL),
+# timestamps and offsets 64 bit. Parameters are bounded by them so an absurd value is a 422, not
+# an overflow deep in the driver.
+MAX_ROW_ID = 2**31 - 1
+MAX_INT64 = 2**63 - 1
 
 ACCESS_COOKIE = "pelbiot_access"
 REFRESH_COOKIE = "pelbiot_refresh"
@@ -107,17 +122,53 @@ def _check(connection: HTTPConnection, runtime: Runtime) -> Principal | None:
     if rule is PUBLIC:
         return principal
     assert isinstance(rule, Perm)
-    if principal is None:
-        raise UnauthorizedError("log in or send an API key")
+    if principal is None or (principal.kind == "anonymous" and not principal.can(rule)):
+        raise UnauthorizedError("log in or send an API key")  # a login would help: 401
     if not principal.can(rule):
         raise ForbiddenError(f"your account or key lacks the {rule.value!r} permission")
     return principal
 
 
-def authorize(connection: HTTPConnection) -> None:
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+async def _refuse_nul(connection: HTTPConnection) -> None:
+    """NUL characters are refused in paths, queries and JSON bodies: PostgreSQL cannot store
+    them (SQLite can), so both backends answer the same 422 instead of one of them a 500."""
+    where = None
+    if "\x00" in connection.url.path:
+        where = "path"
+    elif any(_has_nul(k) or _has_nul(v) for k, v in connection.query_params.multi_items()):
+        where = "query"
+    elif (
+        isinstance(connection, Request)
+        and connection.method in _UNSAFE
+        and connection.url.path != "/api/v1/ingest"  # decoded like MQTT: refused per item
+    ):
+        body = await connection.body()  # already read (and size-limited) by then
+        if b"\x00" in body:
+            where = "body"
+        elif b"\\u0000" in body:
+            try:
+                where = "body" if _has_nul(orjson.loads(body)) else None
+            except orjson.JSONDecodeError:
+                where = None  # not JSON: the route's own validation answers
+    if where is not None:
+        raise InvalidInputError("NUL characters are not accepted", details={"in": where})
+
+
+async def authorize(connection: HTTPConnection) -> None:
     runtime: Runtime = connection.app.state.runtime
     try:
-        principal = _check(connection, runtime)
+        principal = await run_in_threadpool(_check, connection, runtime)
+        await _refuse_nul(connection)
     except PelbiotError as exc:
         if connection.scope["type"] == "websocket":
             raise WebSocketException(WS_1008_POLICY_VIOLATION, reason=exc.message) from None

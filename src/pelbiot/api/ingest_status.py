@@ -62,9 +62,12 @@ class RejectedMessage(BaseModel):
 
 
 @router.get("/status", response_model=IngestStatus, summary="Ingest status and counters")
-def ingest_status(runtime: RuntimeDep) -> IngestStatus:
+def ingest_status(runtime: RuntimeDep, principal: MaybePrincipalDep) -> IngestStatus:
     st, zone = runtime.stats, runtime.settings.zone
     ingest = runtime.ingest
+    last_topic = st.last_topic
+    if last_topic is not None and not _visible_topic(runtime, principal, last_topic):
+        last_topic = None  # a region-scoped caller does not learn other regions' panel ids
     return IngestStatus(
         broker=BrokerStatus(
             configured=ingest is not None,
@@ -93,7 +96,7 @@ def ingest_status(runtime: RuntimeDep) -> IngestStatus:
             db_errors=st.db_errors,
         ),
         last_message_at=iso_s(st.last_message_at, zone),
-        last_topic=st.last_topic,
+        last_topic=last_topic,
         last_commit_at=iso_s(st.last_commit_at, zone),
         uptime_s=round(time.time() - runtime.started, 1),
     )

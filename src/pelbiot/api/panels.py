@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot import metrics_catalog
-from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep, client_address
+from pelbiot.api.deps import MAX_INT64, MaybePrincipalDep, RuntimeDep, client_address
 from pelbiot.errors import ForbiddenError, InvalidInputError, NotFoundError
 from pelbiot.permissions import Principal
 from pelbiot.timefmt import iso, parse_query_time
@@ -156,7 +156,7 @@ def list_panels(
     region: Annotated[str | None, Query(max_length=100)] = None,
     q: Annotated[str | None, Query(max_length=100, description="search id, name, location")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> PanelList:
     rows, total = runtime.store.list_panels(
         region=region,
@@ -181,6 +181,8 @@ def create_panel(
     request: Request, runtime: RuntimeDep, principal: MaybePrincipalDep, body: PanelCreate
 ) -> PanelPublic:
     fields = body.model_dump(exclude={"id"}, exclude_none=True)
+    if principal is not None and principal.panel_id not in (None, body.id):
+        raise ForbiddenError("this key is limited to one panel and may not create others")
     _check_region_change(principal, fields.get("region"))
     panel = runtime.store.create_panel(body.id, fields)
     runtime.audit.record(
@@ -301,7 +303,9 @@ def readings(
     end: Annotated[str | None, Query(max_length=64)] = None,
     max_points: Annotated[int | None, Query(ge=2, le=MAX_POINTS)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_RAW_LIMIT)] = 10_000,
-    after: Annotated[int | None, Query(ge=0, description="epoch ms cursor from next_after")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_INT64 - 1, description="epoch ms cursor from next_after")
+    ] = None,
 ) -> ReadingsPage:
     zone = runtime.settings.zone
     now_ms = int(time.time() * 1000)

@@ -125,21 +125,41 @@ def topics(runtime: RuntimeDep, principal: MaybePrincipalDep) -> dict[str, Any]:
 
 @router.post("/publish", summary="Publish a message to the broker (seed shape)")
 def publish(runtime: RuntimeDep, principal: MaybePrincipalDep, body: PublishBody) -> Any:
-    if any(c in body.topic for c in "#+\0") or body.topic.startswith("$"):
-        return _fail(400, "topic must not contain wildcards or start with $")
+    if (
+        any(c in body.topic for c in "#+")
+        or body.topic.startswith("$")
+        or not all(_allowed_in_topic(ord(c)) for c in body.topic)
+    ):
+        # A topic the broker refuses would make it drop PELBIOT's own connection (ingest).
+        return _fail(400, "topic must not contain wildcards or control characters or start with $")
     if not _topic_visible(runtime, principal, body.topic):
         return _fail(403, "you may only publish to your own panels' topics")
     if runtime.ingest is None:
         return _fail(503, "no MQTT broker configured")
-    if isinstance(body.message, dict):
-        payload = orjson.dumps(body.message)
-    else:
-        payload = str(body.message).encode()
+    try:
+        if isinstance(body.message, dict):
+            payload = orjson.dumps(body.message)
+        else:
+            payload = str(body.message).encode()
+    except (orjson.JSONEncodeError, UnicodeEncodeError):
+        return _fail(400, "message is not valid UTF-8 text")
     if len(payload) > runtime.settings.max_payload_bytes:
         return _fail(413, "message larger than the configured payload limit")
     if not runtime.ingest.publish(body.topic, payload, qos=body.qos, retain=body.retain):
         return _fail(503, "MQTT broker not connected")
     return _ok({"topic": body.topic, "message": body.message})
+
+
+def _allowed_in_topic(code: int) -> bool:
+    """What MQTT brokers (Mosquitto's UTF-8 check) accept in a topic: no NUL or other control
+    characters, no surrogates, no Unicode non-characters."""
+    return not (
+        code <= 0x1F
+        or 0x7F <= code <= 0x9F
+        or 0xD800 <= code <= 0xDFFF
+        or 0xFDD0 <= code <= 0xFDEF
+        or (code & 0xFFFE) == 0xFFFE
+    )
 
 
 def _topic_visible(runtime: RuntimeDep, principal: MaybePrincipalDep, topic: str) -> bool:

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from pelbiot.api.deps import PrincipalDep, RuntimeDep, client_address
+from pelbiot.api.deps import MAX_ROW_ID, PrincipalDep, RuntimeDep, client_address
 from pelbiot.permissions import Role
 from pelbiot.timefmt import iso
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 Region = str
+UserId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 
 class UserCreate(BaseModel):
@@ -84,13 +85,17 @@ def create_user(
 
 
 @router.get("/{user_id}", response_model=UserPublic, summary="One user")
-def get_user(runtime: RuntimeDep, user_id: int) -> UserPublic:
+def get_user(runtime: RuntimeDep, user_id: UserId) -> UserPublic:
     return _public(runtime, runtime.accounts.get(user_id))
 
 
 @router.patch("/{user_id}", response_model=UserPublic, summary="Change role, regions, disabled")
 def update_user(
-    request: Request, runtime: RuntimeDep, principal: PrincipalDep, user_id: int, body: UserUpdate
+    request: Request,
+    runtime: RuntimeDep,
+    principal: PrincipalDep,
+    user_id: UserId,
+    body: UserUpdate,
 ) -> UserPublic:
     row = runtime.accounts.update(
         user_id,
@@ -103,7 +108,7 @@ def update_user(
 
 @router.post("/{user_id}/unlock", status_code=status.HTTP_204_NO_CONTENT, summary="Unlock")
 def unlock_user(
-    request: Request, runtime: RuntimeDep, principal: PrincipalDep, user_id: int
+    request: Request, runtime: RuntimeDep, principal: PrincipalDep, user_id: UserId
 ) -> Response:
     runtime.accounts.unlock(user_id, actor=principal, address=client_address(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -116,7 +121,7 @@ def reset_password(
     request: Request,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    user_id: int,
+    user_id: UserId,
     body: PasswordReset,
 ) -> Response:
     runtime.accounts.set_password(
