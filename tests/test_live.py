@@ -201,3 +201,20 @@ def test_websocket_sends_ingest_status(make_client) -> None:  # type: ignore[no-
             kinds.add(frame["type"])
         assert frame["db_ok"] is True
         assert "queue_depth" in frame
+
+
+def test_live_feed_closes_when_the_session_ends(make_client) -> None:  # type: ignore[no-untyped-def]
+    from starlette.websockets import WebSocketDisconnect
+
+    from pelbiot.permissions import Role
+    from tests.conftest import login_as
+
+    with make_client(login=False, live_session_recheck_s=0.2) as client:
+        headers = login_as(client, "watcher", Role.VIEWER)
+        with client.websocket_connect("/api/v1/live", headers=headers) as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+            assert client.post("/api/v1/auth/logout").status_code == 204
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while True:
+                    ws.receive_json()
+            assert closed.value.code == 1008

@@ -500,6 +500,25 @@ class Accounts:
             .values(revoked_ms=_now_ms())
         )
 
+    def session_active(self, session_id: str) -> bool:
+        """Whether a session is still open (not logged out, user enabled, not expired)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(
+                    schema.sessions.c.revoked_ms,
+                    schema.sessions.c.expires_ms,
+                    schema.users.c.disabled,
+                )
+                .join(schema.users, schema.users.c.id == schema.sessions.c.user_id)
+                .where(schema.sessions.c.id == session_id)
+            ).first()
+        return bool(
+            found is not None
+            and found.revoked_ms is None
+            and not found.disabled
+            and found.expires_ms > _now_ms()
+        )
+
     def principal_from_access_token(self, token: str) -> Principal:
         try:
             claims = jwt.decode(token, self._signing_key, algorithms=[_ALGORITHM])

@@ -124,6 +124,13 @@ class ApiKeys:
                 conn=conn,
             )
 
+    def active(self, key_id: int) -> bool:
+        """Whether a key is still usable (not revoked, not expired)."""
+        try:
+            return bool(self.get(key_id)["active"])
+        except NotFoundError:
+            return False
+
     def principal(self, token: str) -> Principal:
         try:
             _pbk, prefix, secret = token.split("_", 2)

@@ -117,6 +117,9 @@ class Settings(BaseSettings):
     live_client_queue: int = Field(
         256, ge=8, description="Frames a slow WebSocket client may lag before it is resynced."
     )
+    live_session_recheck_s: float = Field(
+        15.0, gt=0, description="Seconds between checks that a live feed's login is still valid."
+    )
     live_status_interval_s: float = Field(
         2.0, gt=0, description="Seconds between ingest status frames on the live feed."
     )

@@ -8,6 +8,7 @@ dead sockets from piling up (uvicorn's ``ws_ping_interval``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -41,12 +42,32 @@ async def live(websocket: WebSocket) -> None:
     try:
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(_send_frames(websocket, client), name="live-send")
+            watcher = group.create_task(
+                _watch_credentials(websocket, runtime, principal), name="live-credentials"
+            )
             await _receive_commands(websocket, hub, client)
             sender.cancel()
+            watcher.cancel()
     except* WebSocketDisconnect:
         pass
     finally:
         hub.disconnect(client)
+
+
+async def _watch_credentials(websocket: WebSocket, runtime: Any, principal: Any) -> None:
+    """Close the feed once its session ends (logout, account disabled) or its key is revoked."""
+    if principal is None or (principal.session_id is None and principal.key_id is None):
+        return  # anonymous read-only access has nothing to revoke
+    while True:
+        await asyncio.sleep(runtime.settings.live_session_recheck_s)
+        if principal.session_id is not None:
+            valid = await asyncio.to_thread(runtime.accounts.session_active, principal.session_id)
+        else:
+            valid = await asyncio.to_thread(runtime.api_keys.active, principal.key_id)
+        if not valid:
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(code=1008, reason="session ended")
+            return
 
 
 async def _send_frames(websocket: WebSocket, client: LiveClient) -> None:
