@@ -40,7 +40,12 @@ def test_openapi_and_docs_are_served(client: TestClient) -> None:
         "/api/mqtt/publish",
     ):
         assert path in spec["paths"], path
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    # Swagger UI comes from our own static files (npm), never a CDN: /docs works offline.
+    assert "/swagger/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()
+    assert client.get("/swagger/swagger-ui-bundle.js").status_code == 200
 
 
 def test_every_error_has_the_same_shape(client: TestClient) -> None:

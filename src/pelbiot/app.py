@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -53,7 +54,25 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
         version=__version__,
         description="Real-time monitoring of electrical panels and transformers.",
         lifespan=lifespan,
+        docs_url=None,  # served below from our own copy of Swagger UI: no CDN
     )
+
+    @app.get("/docs", include_in_schema=False)
+    def _docs() -> HTMLResponse:
+        local = (STATIC_DIR / "swagger" / "swagger-ui-bundle.js").exists()
+        if not local:
+            return HTMLResponse(
+                "<h1>PELBIOT API</h1><p>Swagger UI is not built (run <code>make web</code>). "
+                "The spec is at <a href='/openapi.json'>/openapi.json</a>.</p>",
+                status_code=503,
+            )
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="PELBIOT API",
+            swagger_js_url="/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/swagger/swagger-ui.css",
+            swagger_favicon_url="/icon.svg",
+        )
     for router in build_routers():
         app.include_router(router)
     _install_error_handlers(app)

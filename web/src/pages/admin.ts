@@ -160,7 +160,7 @@ export function renderAudit(root: HTMLElement): () => void {
           h("td", {}, r.action),
           h("td", {}, r.target ?? ""),
           h("td", {}, r.address ?? ""),
-          h("td", {}, r.success ? t("ok") : t("failed")),
+          h("td", {}, r.success ? t("succeeded") : t("failed")),
           h("td", { class: "mono" }, r.details ? JSON.stringify(r.details) : "")),
       );
     }
