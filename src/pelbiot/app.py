@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
             swagger_css_url="/swagger/swagger-ui.css",
             swagger_favicon_url="/icon.svg",
         )
+
     for router in build_routers():
         app.include_router(router)
     _install_error_handlers(app)
