@@ -8,7 +8,7 @@ PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean web
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
-	web/package-lock.json web/vite.config.ts web/tsconfig.json
+	web/package-lock.json web/vite.config.ts web/tsconfig.json web/copy-swagger.mjs
 DASHBOARD := src/pelbiot/static/index.html
 
 $(STAMP): pyproject.toml
@@ -59,6 +59,7 @@ test: lint typecheck test-sqlite test-postgres
 
 bench: install system-deps services
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.live
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data web/node_modules src/pelbiot/static
