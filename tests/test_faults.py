@@ -41,6 +41,7 @@ from tests.support.mosquitto import Mosquitto
 from tests.support.processes import ServerProcess
 from tests.support.publisher import WindowedPublisher
 from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.fault  # every test here; those running a server are also slow
 
@@ -146,17 +147,6 @@ class PublishJob:
 
 
 # -- observing the server ---------------------------------------------------------------------
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
 
 
 def new_server(make_server: ServerFactory, broker: Mosquitto, **env: str) -> ServerProcess:

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 
@@ -34,17 +35,6 @@ def mosquitto_pub(broker: Mosquitto, topic: str, message: str, qos: int = 1) -> 
         check=True,
         timeout=10,
     )
-
-
-def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def test_mosquitto_pub_reading_is_served_within_one_second(

@@ -42,6 +42,7 @@ from pelbiot.simulate import (
     run_simulator_until_signal,
 )
 from tests.support.mosquitto import Mosquitto
+from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 WIB = ZoneInfo("Asia/Jakarta")
@@ -366,17 +367,6 @@ def subscribed(broker: Mosquitto, topic: str) -> Iterator[list[tuple[str, bytes,
     finally:
         client.disconnect()
         client.loop_stop()
-
-
-def wait_for(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
 
 
 def test_seed_topics_over_mqtt(mosquitto: Mosquitto, prefix: str) -> None:
