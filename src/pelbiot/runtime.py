@@ -67,10 +67,14 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, *, migrate: bool = True) -> Runtime:
         url = settings.effective_database_url
-        engine = make_engine(url)
         if migrate:
-            upgrade(engine)
-        writer_engine = make_engine(url, writer=True)
+            # Its own engine, without the statement timeout: a migration may rewrite a big table.
+            migration_engine = make_engine(url)
+            upgrade(migration_engine)
+            migration_engine.dispose()
+        timeout_s = settings.db_statement_timeout_s
+        engine = make_engine(url, statement_timeout_s=timeout_s)
+        writer_engine = make_engine(url, writer=True, statement_timeout_s=timeout_s)
         store = Store(engine)
         recorder = Recorder(writer_engine, auto_create_panels=settings.auto_create_panels)
         store.on_panel_deleted(recorder.forget_panel)

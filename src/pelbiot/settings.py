@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         "<data_dir>/pelbiot.db.",
     )
     data_dir: Path = Field(Path("data"), description="Where the default SQLite file lives.")
+    db_statement_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        le=2_147_483,  # PostgreSQL's limit, INT_MAX milliseconds; also refuses inf
+        description="PostgreSQL: cancel any statement running longer than this (s); 0 = no limit.",
+    )
     raw_retention_days: int = Field(
         0, ge=0, description="Delete raw readings older than this many days; 0 keeps them all."
     )

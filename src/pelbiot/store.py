@@ -334,17 +334,29 @@ class Store:
     # -- retention ----------------------------------------------------------------------------
 
     def purge_before(self, cutoff_ms: int) -> int:
-        """Delete raw readings older than the cutoff, a series per transaction (short locks)."""
+        """Delete raw readings older than the cutoff: a series and at most a day of it per
+        transaction, so locks stay short (the writer keeps writing) and no statement comes near
+        the statement timeout, however much history has piled up."""
         r = schema.readings.c
         deleted = 0
         with self.engine.connect() as conn:
             sids = list(conn.execute(select(schema.series.c.id)).scalars())
         for sid in sids:
-            with self.engine.begin() as conn:
-                deleted += conn.execute(
-                    delete(schema.readings).where(r.series_id == sid, r.ts_ms < cutoff_ms)
-                ).rowcount
+            while True:
+                with self.engine.begin() as conn:
+                    oldest = conn.execute(
+                        select(func.min(r.ts_ms)).where(r.series_id == sid, r.ts_ms < cutoff_ms)
+                    ).scalar()
+                    if oldest is None:
+                        break
+                    until = min(oldest + _PURGE_SPAN_MS, cutoff_ms)
+                    deleted += conn.execute(
+                        delete(schema.readings).where(r.series_id == sid, r.ts_ms < until)
+                    ).rowcount
         return deleted
+
+
+_PURGE_SPAN_MS = 86_400_000
 
 
 def _now_ms() -> int:
