@@ -65,6 +65,8 @@ class Options:
     timeout: float
     settings: dict[str, Any]
     workdir: Path
+    profile: Path | None = None
+    profile_gil: bool = False
 
     @property
     def window(self) -> int:
@@ -213,10 +215,34 @@ def run_target(
     if latency:
         args.append("--latency")
     log = (opts.workdir / f"{client_id}.log").open("w")
-    proc = subprocess.Popen(
-        _python("bench.target", *args), stdout=subprocess.PIPE, stderr=log, text=True
-    )
+    command = _python("bench.target", *args)
+    if opts.profile is not None:
+        command = _profiled(command, opts.profile / f"{client_id}.txt", gil=opts.profile_gil)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     return proc, log
+
+
+def _profiled(command: list[str], out: Path, *, gil: bool) -> list[str]:
+    """``command`` under py-spy: collapsed stacks per thread (only the GIL holder's if ``gil``:
+    where the Python time goes, as opposed to time spent waiting or in SQLite)."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
+    if spy is None:
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return [
+        spy,
+        "record",
+        "--rate",
+        "250",
+        "--threads",
+        *(["--gil"] if gil else []),
+        "--format",
+        "raw",
+        "-o",
+        str(out),
+        "--",
+        *command,
+    ]
 
 
 def run_baseline(
@@ -335,6 +361,10 @@ def _cpu_us(r: dict[str, Any]) -> float:
 # -- summary ----------------------------------------------------------------------------------
 
 
+def _thousands(rate: object) -> str:
+    return f"{rate:,}" if isinstance(rate, int | float) else "-"
+
+
 def summary(results: dict[str, Any]) -> str:
     lines = [
         "",
@@ -350,7 +380,7 @@ def summary(results: dict[str, Any]) -> str:
         cpu = f"{_cpu_us(base):.1f} / {_cpu_us(ours):.1f}" if base else f"{_cpu_us(ours):.1f}"
         lines.append(
             f"| {row['kind']} ({row['messages']:,} msgs) | {row['database']} | "
-            f"{b or '-':,} | {p or '-':,} | {ratio} | {cpu} | "
+            f"{_thousands(b)} | {_thousands(p)} | {ratio} | {cpu} | "
             f"{ours.get('peak_rss_mb', '-')} MB | {'yes' if ok else 'NO'} |"
         )
     if results["latency"]:
@@ -411,6 +441,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Mosquitto max_queued_messages (default: enough for the run; Mosquitto's is 1000)",
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="record PELBIOT's runs with py-spy (collapsed stacks per thread) into DIR",
+    )
+    parser.add_argument(
+        "--profile-gil", action="store_true", help="with --profile: sample the GIL holder only"
+    )
     return parser.parse_args(argv)
 
 
@@ -439,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
         timeout=args.timeout,
         settings=settings,
         workdir=workdir,
+        profile=args.profile,
+        profile_gil=args.profile_gil,
     )
     machine = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

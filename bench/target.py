@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.verify import verify
-from pelbiot.models import Reading
+from pelbiot.models import Committed
 from pelbiot.runtime import Runtime
 from pelbiot.settings import load_settings
 
@@ -40,7 +40,8 @@ class Progress:
         self.latencies_ms: list[float] = []
         self.done = threading.Event()
 
-    def __call__(self, readings: list[Reading]) -> None:
+    def __call__(self, committed: Committed) -> None:
+        readings = committed.readings
         now = time.time()
         if self.first_at is None:
             self.first_at = now

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from fastapi.testclient import TestClient
 
-from pelbiot.payloads import REASONS
+from pelbiot.payload_errors import REASONS
 from tests.support.mosquitto import Mosquitto
 from tests.support.publisher import WindowedPublisher
 from tests.test_payloads import MALFORMED

@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.live import OFFLINE, ONLINE, STALE, LiveHub, StatusPolicy
-from pelbiot.models import Reading
+from pelbiot.models import Committed, Reading
+from pelbiot.recorder import newest_per_series
 from tests.test_api_panels import store
 
 
@@ -32,6 +33,11 @@ def reading(panel: str, clock: FakeClock, value: float, metric: str = "voltage")
     return Reading(panel, metric, int(clock.now * 1000), value)
 
 
+def batch(readings: list[Reading]) -> Committed:
+    """What the writer hands the hub after committing ``readings``."""
+    return Committed(readings, newest_per_series(readings))
+
+
 def test_readings_are_coalesced_to_the_maximum_rate() -> None:
     async def scenario() -> None:
         clock = FakeClock()
@@ -42,7 +48,7 @@ def test_readings_are_coalesced_to_the_maximum_rate() -> None:
         sent = []
         # 100 readings over 5 s (20 per second) for one panel
         for i in range(100):
-            hub.on_batch([reading("trafo1", clock, 220 + i)])
+            hub.on_batch(batch([reading("trafo1", clock, 220 + i)]))
             hub._drain_and_send()
             sent += [f for f in drain(client.frames) if f["type"] == "reading"]
             clock.now += 0.05
@@ -66,11 +72,11 @@ def test_values_of_different_metrics_merge_into_one_frame() -> None:
         hub._loop = asyncio.get_running_loop()
         client = hub.connect()
         drain(client.frames)
-        hub.on_batch([reading("p", clock, 230.0)])
+        hub.on_batch(batch([reading("p", clock, 230.0)]))
         hub._drain_and_send()
         clock.now += 0.2
-        hub.on_batch([reading("p", clock, 12.0, "current")])
-        hub.on_batch([reading("p", clock, 231.0)])
+        hub.on_batch(batch([reading("p", clock, 12.0, "current")]))
+        hub.on_batch(batch([reading("p", clock, 231.0)]))
         hub._drain_and_send()
         clock.now += 1.0
         hub._drain_and_send()
@@ -89,7 +95,7 @@ def test_a_slow_client_loses_old_frames_is_told_and_gets_a_snapshot() -> None:
         slow = hub.connect()
         fast = hub.connect(["p0"])
         for i in range(30):
-            hub.on_batch([reading(f"p{i % 3}", clock, 200.0 + i)])
+            hub.on_batch(batch([reading(f"p{i % 3}", clock, 200.0 + i)]))
             hub._drain_and_send()
             clock.now += 0.01
             drain(fast.frames)  # the fast client keeps up
@@ -119,7 +125,7 @@ def test_status_goes_online_stale_offline_and_back() -> None:
         drain(client.frames)
         statuses = []
         for _ in range(5):  # reports every 2 s
-            hub.on_batch([reading("trafo1", clock, 230.0)])
+            hub.on_batch(batch([reading("trafo1", clock, 230.0)]))
             hub._drain_and_send()
             clock.now += 2.0
         statuses += [f["status"] for f in drain(client.frames) if f["type"] == "status"]
@@ -130,7 +136,7 @@ def test_status_goes_online_stale_offline_and_back() -> None:
             hub._check_status(clock.now)
         statuses += [f["status"] for f in drain(client.frames) if f["type"] == "status"]
         assert statuses == [ONLINE, STALE, OFFLINE]
-        hub.on_batch([reading("trafo1", clock, 230.0)])
+        hub.on_batch(batch([reading("trafo1", clock, 230.0)]))
         hub._drain_and_send()
         statuses += [f["status"] for f in drain(client.frames) if f["type"] == "status"]
         assert statuses == [ONLINE, STALE, OFFLINE, ONLINE]
@@ -146,7 +152,7 @@ def test_subscription_filters_panels_and_access_rules_hide_others() -> None:
         only_a = hub.connect(["a"])
         scoped = hub.connect(may_see=lambda panel: panel != "b")
         drain(only_a.frames), drain(scoped.frames)
-        hub.on_batch([reading("a", clock, 1.0), reading("b", clock, 2.0)])
+        hub.on_batch(batch([reading("a", clock, 1.0), reading("b", clock, 2.0)]))
         hub._drain_and_send()
         assert {f.get("panel") for f in drain(only_a.frames)} == {"a"}
         assert {f.get("panel") for f in drain(scoped.frames)} == {"a"}

@@ -66,7 +66,7 @@ def feed(client: BulkClient, stream: bytes, cuts: list[int]) -> None:
 def messages(rng: random.Random, n: int) -> list[Inbound]:
     out = []
     for i in range(n):
-        size = rng.choice([0, 1, 7, 60, 120, 127, 128, 300, 5000])
+        size = rng.choice([0, 1, 7, 60, 120, 127, 128, 300, 5000, 16_380, 16_400, 70_000])
         payload = bytes(rng.getrandbits(8) for _ in range(size))
         qos = rng.choice([0, 1, 1])
         out.append(

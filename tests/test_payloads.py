@@ -19,19 +19,11 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from pelbiot import metrics_catalog, payloads
+from pelbiot import metrics_catalog, payload_errors, payloads, timestamps
 from pelbiot.models import Decoded, Reading
-from pelbiot.payloads import (
-    REASONS,
-    DecodeConfig,
-    PayloadError,
-    decode,
-    make_reading,
-    parse_timestamp,
-    preview,
-    split_topic,
-    utc_now_ms,
-)
+from pelbiot.payload_errors import REASONS, PayloadError, preview
+from pelbiot.payloads import DecodeConfig, decode, make_reading, split_topic
+from pelbiot.timestamps import parse_timestamp, utc_now_ms
 
 RECORDED = Path(__file__).parent / "payloads"
 JAKARTA = ZoneInfo("Asia/Jakarta")
@@ -778,7 +770,7 @@ def _check_decoded(topic: str, out: Decoded, config: DecodeConfig = CONFIG) -> N
         assert target is not None and target[0] == reading.metric
         assert target[2] <= reading.value <= target[3]
         assert topic.startswith(f"{config.prefix}/{reading.panel_id}/")
-        assert payloads._MIN_TS_MS <= reading.ts_ms <= NOW_MS + config.future_tolerance_ms
+        assert timestamps.MIN_TS_MS <= reading.ts_ms <= NOW_MS + config.future_tolerance_ms
 
 
 @FUZZ
@@ -837,6 +829,42 @@ def test_fast_path_agrees_with_the_slow_path(payload: bytes) -> None:
         assert [r.reason for r in fast.rejections] == [slow]
 
 
+# Telemetry as meters send it: catalogue names (and aliases and units), a timestamp, metadata.
+_meter_keys = st.sampled_from(
+    [
+        *sorted(metrics_catalog.CATALOG)[:12],
+        *("Voltage_L1", "kW", "power_kw", "power", "energy_kwh", "unknown_thing"),
+        *("ts", "timestamp", "Time", "t", "device", "serial", "values"),
+    ]
+)
+_meter_values = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=-5, max_value=500)
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.sampled_from(
+        [T10, T10 // 1000, NOW_MS + 10**9, 0, None, True, "231.5", "2026-11-22T10:00"]
+    )
+    | st.dictionaries(st.sampled_from(["l1", "l2"]), st.floats(0, 300), max_size=2)
+)
+_meter_docs = st.dictionaries(_meter_keys, _meter_values, min_size=1, max_size=8)
+
+
+@FUZZ
+@given(docs=st.lists(_meter_docs, min_size=1, max_size=4))
+def test_telemetry_plans_agree_with_the_general_path(docs: list[dict[str, object]]) -> None:
+    # The plan of a key layout is made by its first message and reused for the next ones, so
+    # several documents (often with the same keys) go through in turn.
+    for doc in docs:
+        payload = json.dumps(doc).encode()  # NaN, Infinity and huge integers as Python writes
+        try:
+            general = payloads._telemetry_general(
+                TM, "trafo1", payload, payloads._json(payload), NOW_MS, CONFIG
+            )
+        except PayloadError as exc:
+            general = Decoded([], [payload_errors.rejection(exc, None, TM, payload, NOW_MS)])
+        assert run(TM, payload) == general, doc
+
+
 _names = st.sampled_from(sorted(metrics_catalog.CATALOG))
 
 
@@ -875,12 +903,12 @@ _zones = st.sampled_from(
 
 @FUZZ
 @given(
-    ms=st.integers(min_value=payloads._MIN_TS_MS, max_value=NOW_MS),
+    ms=st.integers(min_value=timestamps.MIN_TS_MS, max_value=NOW_MS),
     zone=_zones,
 )
 def test_every_timestamp_form_maps_to_the_same_epoch_ms(ms: int, zone: object) -> None:
     when = datetime.fromtimestamp(ms / 1000, UTC).replace(microsecond=(ms % 1000) * 1000)
-    assert (when - payloads._EPOCH) // timedelta(milliseconds=1) == ms
+    assert (when - timestamps.EPOCH) // timedelta(milliseconds=1) == ms
     forms: list[object] = [
         ms,
         float(ms),

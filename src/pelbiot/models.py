@@ -31,3 +31,12 @@ class Decoded:
 
     readings: list[Reading] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """What one transaction stored: every reading, and the newest reading of each series (what
+    /latest shows from now on; a live screen needs no more than that)."""
+
+    readings: list[Reading]
+    newest: list[Reading]

@@ -125,6 +125,9 @@ class BulkClient(mqtt.Client):
             remaining = buf[pos + 1]
             if remaining < 0x80:  # one length byte: every packet under 128 bytes
                 start = pos + 2
+            elif end_of_data - pos > 2 and buf[pos + 2] < 0x80:  # two: under 16 KiB
+                remaining = (remaining & 0x7F) | (buf[pos + 2] << 7)
+                start = pos + 3
             else:
                 length = _varint(buf, pos + 1, end_of_data)
                 if length is None:

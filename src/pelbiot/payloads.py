@@ -40,15 +40,15 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from pelbiot import metrics_catalog
-from pelbiot.models import Decoded, Reading, Rejection
+from pelbiot.models import Decoded, Reading
+from pelbiot.payload_errors import PayloadError, rejection
+from pelbiot.timestamps import MIN_TS_MS, check_ts, parse_timestamp
 
 TELEMETRY = "telemetry"
 _TS_RANK = {"ts": 0, "timestamp": 1, "time": 2, "t": 3}
@@ -58,10 +58,6 @@ _META_KEYS = ("device", "device_id", "id", "panel", "panel_id", "name", "model",
 _SPECIAL = {**_TS_RANK, **dict.fromkeys((*_META_KEYS, "unit", "units"), _META), "values": _VALUES}
 _PANEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _TOPIC_FORBIDDEN = ("+", "#", "\0")
-_MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-_PREVIEW = 200
 _BOM = b"\xef\xbb\xbf"
 _UNDERSCORE = 95  # ord("_"): an int membership test on bytes is far cheaper than b"_" in ...
 _SPACE = " \t\n\r\x0b\x0c"  # the ASCII whitespace that float() and bytes.strip() skip
@@ -69,38 +65,6 @@ _SPACE = " \t\n\r\x0b\x0c"  # the ASCII whitespace that float() and bytes.strip(
 _NUMBER_RE = re.compile(
     r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?|nan|inf|infinity)", re.IGNORECASE | re.ASCII
 )
-
-REASONS: dict[str, str] = {
-    "bad_topic": "topic is not <prefix>/<panel>/<metric>",
-    "bad_panel_id": "panel id has characters outside A-Z a-z 0-9 _ . -",
-    "bad_metric_name": "metric name is not usable",
-    "empty": "empty payload",
-    "too_large": "payload larger than the configured limit",
-    "not_utf8": "payload is not UTF-8 text",
-    "bad_json": "payload is not valid JSON",
-    "not_a_number": "value is not a number",
-    "wrong_type": "value has the wrong type",
-    "null_value": "value is null",
-    "non_finite": "value is NaN or infinite",
-    "out_of_range": "value outside the metric's plausible range",
-    "bad_timestamp": "timestamp cannot be read",
-    "future_timestamp": "timestamp too far in the future",
-    "old_timestamp": "timestamp before the year 2000",
-    "no_values": "message holds no values",
-    "too_many_values": "message holds more values than the configured limit",
-    "duplicate_metric": "metric given twice in one message (the first is kept)",
-    "unknown_panel": "panel is not registered and auto-creation is off",
-    "decode_error": "the decoder failed on this message (a PELBIOT bug: please report it)",
-}
-
-
-class PayloadError(ValueError):
-    """A refused value; ``reason`` is one of REASONS."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(detail or REASONS[reason])
-        self.reason = reason
-        self.detail = detail or REASONS[reason]
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,90 +74,6 @@ class DecodeConfig:
     future_tolerance_ms: int = 300_000
     zone: ZoneInfo = ZoneInfo("Asia/Jakarta")
     max_values: int = 1000  # metrics in one telemetry message
-
-
-def preview(payload: bytes) -> str:
-    """A short printable excerpt of a payload for logs and the rejected ring."""
-    text = payload[:_PREVIEW].decode("utf-8", errors="replace")
-    return text + ("..." if len(payload) > _PREVIEW else "")
-
-
-def utc_now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-# -- timestamps ---------------------------------------------------------------------------------
-
-
-def parse_timestamp(raw: object, zone: ZoneInfo) -> int:
-    """Epoch ms (UTC) from ISO 8601 text or epoch s / ms / us / ns. Raises PayloadError."""
-    if isinstance(raw, bool):
-        raise PayloadError("bad_timestamp", "timestamp is a boolean")
-    if isinstance(raw, int):
-        return _epoch_int_to_ms(raw)
-    if isinstance(raw, float):
-        return _epoch_float_to_ms(raw)
-    if isinstance(raw, str):
-        return _text_timestamp(raw, zone)
-    raise PayloadError("bad_timestamp", f"timestamp of type {type(raw).__name__}")
-
-
-def _text_timestamp(raw: str, zone: ZoneInfo) -> int:
-    text = raw.strip()
-    if not text or len(text) > 64 or not text.isascii():
-        raise PayloadError("bad_timestamp", f"cannot read timestamp {raw[:40]!r}")
-    if text.isdigit():
-        return _epoch_int_to_ms(int(text))
-    if "_" not in text:
-        try:
-            return _epoch_float_to_ms(float(text))
-        except ValueError:
-            pass
-    if text.endswith("z"):  # RFC 3339 allows a lower-case "z"; fromisoformat does not
-        text = text[:-1] + "Z"
-    try:
-        parsed = datetime.fromisoformat(text)
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=zone)
-        return (parsed - _EPOCH) // _ONE_MS
-    except (ValueError, OverflowError):
-        raise PayloadError("bad_timestamp", f"cannot read timestamp {text[:40]!r}") from None
-
-
-def _epoch_int_to_ms(value: int) -> int:
-    # seconds until the year 5138, then ms, us, ns (each range starts in 1973)
-    if value < 0:
-        raise PayloadError("bad_timestamp", "negative epoch timestamp")
-    if value < 100_000_000_000:
-        return value * 1000
-    if value < 100_000_000_000_000:
-        return value
-    if value < 100_000_000_000_000_000:
-        return value // 1000
-    if value < 100_000_000_000_000_000_000:
-        return value // 1_000_000
-    raise PayloadError("bad_timestamp", "epoch timestamp out of range")
-
-
-def _epoch_float_to_ms(value: float) -> int:
-    if not math.isfinite(value) or value < 0:
-        raise PayloadError("bad_timestamp", "timestamp is not a finite positive number")
-    if value < 1e11:
-        return round(value * 1000)
-    if value < 1e14:
-        return int(value)
-    if value < 1e17:
-        return int(value // 1000)
-    if value < 1e20:
-        return int(value // 1e6)
-    raise PayloadError("bad_timestamp", "epoch timestamp out of range")
-
-
-def _check_ts(ts_ms: int, now_ms: int, config: DecodeConfig) -> None:
-    if ts_ms > now_ms + config.future_tolerance_ms:
-        raise PayloadError("future_timestamp", f"ts {ts_ms} is {ts_ms - now_ms} ms ahead")
-    if ts_ms < _MIN_TS_MS:
-        raise PayloadError("old_timestamp")
 
 
 # -- values -----------------------------------------------------------------------------------
@@ -342,17 +222,10 @@ def decode(topic: str, payload: bytes, now_ms: int, config: DecodeConfig) -> Dec
                 return Decoded([_new(Reading, (panel_id, metric, now_ms, value))])
         return Decoded([_single(panel_id, target, payload, now_ms, config)])
     except PayloadError as exc:
-        return Decoded([], [_rejection(exc, None, topic, payload, now_ms)])
+        return Decoded([], [rejection(exc, None, topic, payload, now_ms)])
     except Exception as exc:  # a decoder bug must not stop ingest: keep it visible instead
         error = PayloadError("decode_error", f"{type(exc).__name__}: {exc}"[:200])
-        return Decoded([], [_rejection(error, None, topic, payload, now_ms)])
-
-
-def _rejection(
-    exc: PayloadError, key: str | None, topic: str, payload: bytes, now_ms: int
-) -> Rejection:
-    detail = exc.detail if key is None else f"{key[:40]!r}: {exc.detail}"
-    return Rejection(exc.reason, detail, topic[:200], preview(payload), now_ms)
+        return Decoded([], [rejection(error, None, topic, payload, now_ms)])
 
 
 def _single(
@@ -388,7 +261,7 @@ def _value_object(
     ts_raw = _ts_field(doc)
     if ts_raw is not None:
         ts_ms = parse_timestamp(ts_raw, config.zone)
-        _check_ts(ts_ms, now_ms, config)
+        check_ts(ts_ms, now_ms, config.future_tolerance_ms)
     return _new(Reading, (panel_id, target[0], ts_ms, _checked(target, doc["value"])))
 
 
@@ -491,10 +364,100 @@ def _collect(fields: dict[str, object], out: _Collected, *, top: bool, limit: in
     return nested
 
 
+# -- telemetry ----------------------------------------------------------------------------------
+
+# A meter sends the same keys in every message. For a key layout whose members are all plain
+# metrics, timestamps or metadata, the work of sorting them out (names, units, ranges, the
+# timestamp key, duplicates) is done once and kept as a plan: (timestamp key or None,
+# ((key, metric, factor, low, high), ...)). None marks a layout that needs the general path.
+_Plan = tuple[str | None, tuple[tuple[str, str, float, float, float], ...]]
+_PLANS: dict[tuple[str, ...], _Plan | None] = {}
+_PLANS_MAX = 10_000
+
+
+def _plan(keys: tuple[str, ...]) -> _Plan | None:
+    fields: list[tuple[str, str, float, float, float]] = []
+    names: set[str] = set()
+    ts_key, ts_rank = None, _META
+    for key in keys:
+        target = metrics_catalog.target(key)
+        if target is None:
+            return None
+        special = _SPECIAL.get(target[0])
+        if special is None:
+            if target[0] in names:
+                return None  # duplicate_metric: the general path says which
+            names.add(target[0])
+            fields.append((key, *target))
+        elif special == _VALUES:
+            return None
+        elif special < ts_rank:
+            ts_key, ts_rank = key, special
+    return (ts_key, tuple(fields)) if fields else None
+
+
+def _planned(
+    plan: _Plan, doc: dict[str, object], panel_id: str, now_ms: int, config: DecodeConfig
+) -> list[Reading] | None:
+    """The readings of ``doc`` by its plan, or None if anything needs a closer look (a value
+    that is not a plain in-range number, a null or bad timestamp): the general path then
+    decides and says why."""
+    ts_key, fields = plan
+    if len(fields) > config.max_values:
+        return None
+    ts_ms = now_ms
+    if ts_key is not None:
+        raw_ts = doc[ts_key]
+        if type(raw_ts) is int and MIN_TS_MS <= raw_ts <= now_ms + config.future_tolerance_ms:
+            ts_ms = raw_ts  # epoch ms, the usual form: parse_timestamp would say the same
+        else:
+            try:
+                ts_ms = parse_timestamp(raw_ts, config.zone)
+                check_ts(ts_ms, now_ms, config.future_tolerance_ms)
+            except PayloadError:
+                return None
+    readings: list[Reading] = []
+    try:
+        for key, name, factor, low, high in fields:
+            raw = doc[key]
+            if type(raw) is float or type(raw) is int:
+                value = raw * factor
+            else:
+                return None
+            if low <= value <= high:  # NaN fails
+                readings.append(_new(Reading, (panel_id, name, ts_ms, value)))
+            else:
+                return None
+    except OverflowError:  # an integer too large for a double
+        return None
+    return readings
+
+
 def _telemetry(
     topic: str, panel_id: str, payload: bytes, now_ms: int, config: DecodeConfig
 ) -> Decoded:
     doc = _json(payload if payload.startswith(b"{") else _body(payload))
+    if type(doc) is dict:
+        keys = tuple(doc)
+        plan = _PLANS.get(keys, _UNPLANNED)
+        if plan is _UNPLANNED:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.clear()
+            plan = _PLANS[keys] = _plan(keys)
+        if plan is not None:
+            readings = _planned(plan, doc, panel_id, now_ms, config)
+            if readings is not None:
+                return Decoded(readings)
+    return _telemetry_general(topic, panel_id, payload, doc, now_ms, config)
+
+
+_UNPLANNED: _Plan = (None, ())
+
+
+def _telemetry_general(
+    topic: str, panel_id: str, payload: bytes, doc: object, now_ms: int, config: DecodeConfig
+) -> Decoded:
+    """Every telemetry object: each member sorted out and checked on its own, with reasons."""
     if not isinstance(doc, dict):
         raise PayloadError("wrong_type", "telemetry must be a JSON object")
     if len(doc) > config.max_values + 8:
@@ -514,7 +477,7 @@ def _telemetry(
     ts_ms = now_ms
     if found.ts is not None:
         ts_ms = parse_timestamp(found.ts[1], config.zone)
-        _check_ts(ts_ms, now_ms, config)
+        check_ts(ts_ms, now_ms, config.future_tolerance_ms)
     out = Decoded()
     seen: set[str] = set()
     for key, target, raw in found.pairs:
@@ -525,7 +488,7 @@ def _telemetry(
             seen.add(name)
             out.readings.append(_new(Reading, (panel_id, name, ts_ms, _checked(target, raw))))
         except PayloadError as exc:
-            out.rejections.append(_rejection(exc, key, topic, payload, now_ms))
+            out.rejections.append(rejection(exc, key, topic, payload, now_ms))
     for key, error in found.bad:
-        out.rejections.append(_rejection(error, key, topic, payload, now_ms))
+        out.rejections.append(rejection(error, key, topic, payload, now_ms))
     return out

@@ -29,10 +29,6 @@ logger = logging.getLogger(__name__)
 # and each retake waits behind the MQTT thread (up to the 5 ms switch interval). orjson writes
 # floats as their shortest round-trip repr and SQLite reads them back bit-exact; values are
 # finite here (the decoders refuse NaN and infinity).
-_SQLITE_INSERT = (
-    "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) "
-    "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j"
-)
 _SQLITE_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j WHERE true "
@@ -53,8 +49,23 @@ _PG_LATEST = (
     "WHERE excluded.ts_ms > latest.ts_ms"
 )
 
+# SQLite takes the rows as multi-row INSERTs of bound values, a few thousand rows a statement:
+# one statement step per chunk, so the GIL is released and retaken a few times per batch, not
+# per row (executemany retakes it for every row, and each retake waits behind the MQTT thread
+# for up to the 5 ms switch interval). Statements come in power-of-two sizes so that few are
+# ever prepared (parsing one costs more than running it); the last chunk is padded with
+# copies of its last row, which INSERT OR IGNORE skips. Measured against one JSON-array
+# statement (json_each), this halves SQLite's own time per row (docs/performance.md).
+_SQLITE_CHUNK_ROWS = 4096  # 12,288 bound values (SQLite allows 32,766)
+_SQLITE_INSERTS = {
+    rows: "INSERT OR IGNORE INTO readings (series_id, ts_ms, value) VALUES "
+    + ",".join(["(?,?,?)"] * rows)
+    for rows in (1 << bit for bit in range(_SQLITE_CHUNK_ROWS.bit_length()))
+}
 
-_ts_of_row = itemgetter(1)
+_series_key = itemgetter(0, 1)  # (panel_id, metric) of a Reading
+_ts_of = itemgetter(2)
+_value_of = itemgetter(3)
 _INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite allows 32,766 bound parameters)
 
 
@@ -63,6 +74,19 @@ class BatchResult:
     written: int = 0
     duplicates: int = 0
     unknown_panel: list[Reading] = field(default_factory=list)
+    # the newest stored reading of each series in the batch (what /latest now shows)
+    newest: list[Reading] = field(default_factory=list)
+
+
+def newest_per_series(readings: list[Reading]) -> list[Reading]:
+    """The newest reading of each (panel, metric); for the same timestamp the first arrival
+    wins, as in the readings table (insert-or-ignore keeps the first), so /latest, the live
+    feed and history agree."""
+    # Reversed, then a stable sort by time: among equal stamps the first arrival comes last,
+    # and the dict keeps the last value per key. Timsort is near-linear on this (mostly time
+    # ordered, reversed runs).
+    ordered = sorted(reversed(readings), key=_ts_of)
+    return list(dict(zip(map(_series_key, ordered), ordered, strict=True)).values())
 
 
 class Recorder:
@@ -84,34 +108,60 @@ class Recorder:
         """Commit ``readings`` in one transaction. Raises SQLAlchemy errors on database trouble."""
         result = BatchResult()
         with self._engine.begin() as conn:
-            # r[:2] is (panel_id, metric): the cache key, built in C.
-            get = self._series.get
-            sids = [get(r[:2]) for r in readings]
+            keys = list(map(_series_key, readings))
+            sid_of: dict[tuple[str, str], int] = self._series
+            sids: list[int | None] = list(map(sid_of.get, keys))
+            stored = readings
             if None in sids:
-                ids = self._series_ids(conn, {r[:2] for r in readings}, result)
-                sids = [ids.get(r[:2]) for r in readings]
+                ids = self._series_ids(conn, set(keys), result)
+                sids = list(map(ids.get, keys))
+                sid_of = ids
                 if None in sids:
                     result.unknown_panel = [
                         r for r, sid in zip(readings, sids, strict=True) if sid is None
                     ]
-            rows = [
-                (sid, r[2], r[3]) for sid, r in zip(sids, readings, strict=True) if sid is not None
-            ]
-            if rows:
-                result.written = self._insert(conn, rows)
-                result.duplicates = len(rows) - result.written
-                self._upsert_latest(conn, rows)
+                    stored = [r for r, sid in zip(readings, sids, strict=True) if sid is not None]
+                    sids = [sid for sid in sids if sid is not None]
+            if stored:
+                columns = (
+                    cast("list[int]", sids),
+                    list(map(_ts_of, stored)),
+                    list(map(_value_of, stored)),
+                )
+                result.written = self._insert(conn, columns)
+                result.duplicates = len(stored) - result.written
+                result.newest = newest_per_series(stored)
+                self._upsert_latest(conn, result.newest, sid_of)
         return result
 
-    def _insert(self, conn: Connection, rows: list[tuple[int, int, float]]) -> int:
+    def _insert(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> int:
         if self._sqlite:
-            return conn.exec_driver_sql(_SQLITE_INSERT, (orjson.dumps(rows),)).rowcount
-        if self._pg_copy(conn, rows):
-            return len(rows)
-        sids, tss, vals = zip(*rows, strict=True)
-        return conn.exec_driver_sql(_PG_INSERT, (list(sids), list(tss), list(vals))).rowcount
+            return self._sqlite_insert(conn, columns)
+        if self._pg_copy(conn, columns):
+            return len(columns[0])
+        return conn.exec_driver_sql(_PG_INSERT, columns).rowcount
 
-    def _pg_copy(self, conn: Connection, rows: list[tuple[int, int, float]]) -> bool:
+    def _sqlite_insert(
+        self, conn: Connection, columns: tuple[list[int], list[int], list[float]]
+    ) -> int:
+        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        sids, tss, vals = columns
+        total, written, chunk = len(sids), 0, _SQLITE_CHUNK_ROWS
+        for start in range(0, total, chunk):
+            stop = min(start + chunk, total)
+            rows = stop - start
+            size = chunk if rows == chunk else 1 << (rows - 1).bit_length()
+            pad = [stop - 1] * (size - rows)  # copies of the last row: ignored as duplicates
+            params: list[object] = [None] * (3 * size)
+            params[0::3] = sids[start:stop] + [sids[i] for i in pad]
+            params[1::3] = tss[start:stop] + [tss[i] for i in pad]
+            params[2::3] = vals[start:stop] + [vals[i] for i in pad]
+            cursor.execute(_SQLITE_INSERTS[size], params)
+            written += cursor.rowcount
+        cursor.close()
+        return written
+
+    def _pg_copy(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> bool:
         """COPY the rows in (about 3x the rate of INSERT ... unnest). False if one of them is
         already stored (a redelivery): the caller then inserts with ON CONFLICT DO NOTHING."""
         dbapi = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
@@ -120,7 +170,7 @@ class Recorder:
             with dbapi.cursor() as cursor, cursor.copy(_PG_COPY) as copy:
                 copy.set_types(_PG_COPY_TYPES)
                 write = copy.write_row
-                for row in rows:
+                for row in zip(*columns, strict=True):
                     write(row)
         except psycopg.errors.UniqueViolation:
             savepoint.rollback()
@@ -131,21 +181,19 @@ class Recorder:
         savepoint.commit()
         return True
 
-    def _upsert_latest(self, conn: Connection, rows: list[tuple[int, int, float]]) -> None:
-        # Newest row per series. For the same timestamp the first arrival wins, as in the
-        # readings table (insert-or-ignore keeps the first), so /latest and history agree.
-        # Timsort is near-linear here, as readings mostly arrive in time order.
-        newest: dict[int, tuple[int, int, float]] = {}
-        for row in sorted(rows, key=_ts_of_row):
-            seen = newest.get(row[0])
-            if seen is None or row[1] > seen[1]:
-                newest[row[0]] = row
-        # Sorted so concurrent PostgreSQL writers lock rows in one order (no deadlocks).
-        ordered = [newest[k] for k in sorted(newest)]
-        if self._sqlite:
-            conn.exec_driver_sql(_SQLITE_LATEST, (orjson.dumps(ordered),))
+    def _upsert_latest(
+        self, conn: Connection, newest: list[Reading], sid_of: dict[tuple[str, str], int]
+    ) -> None:
+        # Sorted by series id so concurrent PostgreSQL writers lock rows in one order. A series
+        # missing from the cache belongs to a panel deleted meanwhile: no latest row for it.
+        get = sid_of.get
+        rows = sorted((sid, r[2], r[3]) for r in newest if (sid := get(r[:2])) is not None)
+        if not rows:
             return
-        sids, tss, vals = zip(*ordered, strict=True)
+        if self._sqlite:
+            conn.exec_driver_sql(_SQLITE_LATEST, (orjson.dumps(rows),))
+            return
+        sids, tss, vals = zip(*rows, strict=True)
         conn.exec_driver_sql(_PG_LATEST, (list(sids), list(tss), list(vals)))
 
     def _series_ids(

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from pelbiot.errors import InvalidInputError
-from pelbiot.payloads import PayloadError, parse_timestamp
+from pelbiot.payload_errors import PayloadError
+from pelbiot.timestamps import parse_timestamp
 
 
 def parse_query_time(raw: str | None, zone: ZoneInfo, *, name: str, default_ms: int) -> int:

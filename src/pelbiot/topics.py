@@ -6,7 +6,7 @@ import threading
 from collections import OrderedDict
 from typing import NamedTuple
 
-from pelbiot.payloads import preview
+from pelbiot.payload_errors import preview
 
 
 class TopicValue(NamedTuple):

@@ -22,14 +22,15 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pelbiot.models import Reading, Rejection
+from pelbiot.models import Committed, Reading, Rejection
 from pelbiot.recorder import Recorder
 from pelbiot.rejects import RejectLog
 from pelbiot.stats import IngestStats
 
 logger = logging.getLogger(__name__)
 
-BatchListener = Callable[[list[Reading]], None]
+
+BatchListener = Callable[[Committed], None]
 
 
 @dataclass(slots=True)
@@ -208,14 +209,15 @@ class Writer:
                 )
                 for r in result.unknown_panel
             )
-        if readings and self._listeners:
+        if result and result.written + result.duplicates and self._listeners:
             stored = readings
-            if result and result.unknown_panel:
+            if result.unknown_panel:
                 unknown = set(result.unknown_panel)
                 stored = [r for r in readings if r not in unknown]
+            committed = Committed(stored, result.newest)
             for listener in self._listeners:
                 try:
-                    listener(stored)
+                    listener(committed)
                 except Exception:
                     logger.exception("batch listener failed")
         return True

@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
-from pelbiot.payloads import REASONS, PayloadError, split_topic
+from pelbiot.payload_errors import REASONS, PayloadError
+from pelbiot.payloads import split_topic
 from pelbiot.timefmt import iso, iso_s
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])

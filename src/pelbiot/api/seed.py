@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from pelbiot import metrics_catalog
 from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
-from pelbiot.payloads import PayloadError, split_topic
+from pelbiot.payload_errors import PayloadError
+from pelbiot.payloads import split_topic
 from pelbiot.timefmt import iso, iso_s
 
 router = APIRouter(prefix="/api/mqtt", tags=["seed-compatible"])
