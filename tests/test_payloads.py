@@ -576,6 +576,22 @@ def test_the_topic_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(payloads._ROUTES) <= 100
 
 
+def test_the_telemetry_plan_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A sender inventing new keys in every message must not grow memory without limit, and
+    # decoding stays right when plans are dropped and made again.
+    monkeypatch.setattr(payloads, "_PLANS_MAX", 50)
+    for i in range(200):
+        doc = {"voltage": 230, f"x_sensor_{i}": i, "ts": T10}
+        assert {r.metric for r in run(TM, orjson.dumps(doc)).readings} == {
+            "voltage",
+            f"x_sensor_{i}",
+        }
+    assert len(payloads._PLANS) <= 50
+    wide = {f"x_{i}": float(i) for i in range(payloads._PLAN_KEYS_MAX + 1)}
+    assert len(run(TM, orjson.dumps(wide)).readings) == len(wide)
+    assert tuple(wide) not in payloads._PLANS
+
+
 def test_payload_size_limit_is_inclusive() -> None:
     config = DecodeConfig(max_payload_bytes=64)
     assert one(V, b" " * 58 + b"230.45", config=config).value == 230.45

@@ -372,7 +372,10 @@ def _collect(fields: dict[str, object], out: _Collected, *, top: bool, limit: in
 # ((key, metric, factor, low, high), ...)). None marks a layout that needs the general path.
 _Plan = tuple[str | None, tuple[tuple[str, str, float, float, float], ...]]
 _PLANS: dict[tuple[str, ...], _Plan | None] = {}
-_PLANS_MAX = 10_000
+# Bounded in layouts and in keys per layout, so senders of ever-new keys cannot grow it far
+# (at most about 4,096 x 64 keys); larger objects always take the general path.
+_PLANS_MAX = 4096
+_PLAN_KEYS_MAX = 64
 
 
 def _plan(keys: tuple[str, ...]) -> _Plan | None:
@@ -437,7 +440,7 @@ def _telemetry(
     topic: str, panel_id: str, payload: bytes, now_ms: int, config: DecodeConfig
 ) -> Decoded:
     doc = _json(payload if payload.startswith(b"{") else _body(payload))
-    if type(doc) is dict:
+    if type(doc) is dict and len(doc) <= _PLAN_KEYS_MAX:
         keys = tuple(doc)
         plan = _PLANS.get(keys, _UNPLANNED)
         if plan is _UNPLANNED:
