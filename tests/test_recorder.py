@@ -4,17 +4,23 @@ every reading stored once and bit-exact, whatever the batch size, and /latest fi
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from pelbiot.db import make_engine
 from pelbiot.migrations import upgrade
 from pelbiot.models import Reading
 from pelbiot.recorder import Recorder, newest_per_series
+from pelbiot.rejects import RejectLog
+from pelbiot.stats import IngestStats
+from pelbiot.writer import Writer
+from tests.support.waiting import wait_for
 
 T0 = 1_795_316_400_000  # 2026-11-22T10:00:00+07:00
 
@@ -162,3 +168,71 @@ def test_newest_per_series_is_the_latest_stamp_and_the_first_arrival_on_a_tie(
         if seen is None or r.ts_ms > seen.ts_ms:
             expected[(r.panel_id, r.metric)] = r
     assert sorted(newest_per_series(readings)) == sorted(expected.values())
+
+
+def _block_inserts(engine: Engine) -> None:
+    """Inject a fault: every insert into readings fails in the database."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                "CREATE TRIGGER fault BEFORE INSERT ON readings "
+                "BEGIN SELECT RAISE(ABORT, 'injected fault'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION fault() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'injected fault'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER fault BEFORE INSERT ON readings "
+                "FOR EACH ROW EXECUTE FUNCTION fault()"
+            )
+
+
+def _unblock_inserts(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("DROP TRIGGER fault")
+        else:
+            conn.exec_driver_sql("DROP TRIGGER fault ON readings")
+            conn.exec_driver_sql("DROP FUNCTION fault()")
+
+
+def test_a_failed_insert_is_a_sqlalchemy_error_and_stores_nothing(engine: Engine) -> None:
+    # The writer retries SQLAlchemy errors; a raw driver error would end its thread instead.
+    recorder = Recorder(engine, auto_create_panels=True)
+    recorder.write([Reading("p1", "voltage_l1", T0, 230.0)])
+    _block_inserts(engine)
+    with pytest.raises(SQLAlchemyError, match="injected fault"):
+        recorder.write([Reading("p1", "voltage_l1", T0 + i, 231.0) for i in range(1, 5000)])
+    assert stored(engine) == [("p1", "voltage_l1", T0, 230.0)]
+    assert latest(engine) == {("p1", "voltage_l1"): (T0, 230.0)}
+
+
+def test_the_writer_retries_a_failing_database_until_it_takes_the_batch(engine: Engine) -> None:
+    stats = IngestStats()
+    writer = Writer(
+        Recorder(engine, auto_create_panels=True),
+        queue_size=10_000,
+        batch_max=5_000,
+        rejects=RejectLog(ring_size=10),
+        stats=stats,
+        retry_min_s=0.05,
+        retry_max_s=0.2,
+    )
+    _block_inserts(engine)
+    committed = threading.Event()
+    readings = stream(3000)
+    thread = threading.Thread(target=writer.run)
+    thread.start()
+    try:
+        assert writer.submit(readings, committed.set, messages=3000)
+        wait_for(lambda: stats.db_errors >= 2, 10)
+        assert not committed.is_set() and stored(engine) == []
+        _unblock_inserts(engine)
+        assert committed.wait(10)
+    finally:
+        writer.stop()
+        thread.join(10)
+    assert stored(engine) == sorted(readings)
+    assert stats.db_ok

@@ -7,6 +7,7 @@ redelivered reading into a counted duplicate, never a second row.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
@@ -107,13 +108,14 @@ class Recorder:
     def write(self, readings: list[Reading]) -> BatchResult:
         """Commit ``readings`` in one transaction. Raises SQLAlchemy errors on database trouble."""
         result = BatchResult()
+        fresh: dict[tuple[str, str], int] = {}
         with self._engine.begin() as conn:
             keys = list(map(_series_key, readings))
             sid_of: dict[tuple[str, str], int] = self._series
             sids: list[int | None] = list(map(sid_of.get, keys))
             stored = readings
             if None in sids:
-                ids = self._series_ids(conn, set(keys), result)
+                ids, fresh = self._series_ids(conn, set(keys))
                 sids = list(map(ids.get, keys))
                 sid_of = ids
                 if None in sids:
@@ -132,6 +134,9 @@ class Recorder:
                 result.duplicates = len(stored) - result.written
                 result.newest = newest_per_series(stored)
                 self._upsert_latest(conn, result.newest, sid_of)
+        if fresh:  # committed: these series exist now
+            with self._lock:
+                self._series.update(fresh)
         return result
 
     def _insert(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> int:
@@ -147,18 +152,24 @@ class Recorder:
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         sids, tss, vals = columns
         total, written, chunk = len(sids), 0, _SQLITE_CHUNK_ROWS
-        for start in range(0, total, chunk):
-            stop = min(start + chunk, total)
-            rows = stop - start
-            size = chunk if rows == chunk else 1 << (rows - 1).bit_length()
-            pad = [stop - 1] * (size - rows)  # copies of the last row: ignored as duplicates
-            params: list[object] = [None] * (3 * size)
-            params[0::3] = sids[start:stop] + [sids[i] for i in pad]
-            params[1::3] = tss[start:stop] + [tss[i] for i in pad]
-            params[2::3] = vals[start:stop] + [vals[i] for i in pad]
-            cursor.execute(_SQLITE_INSERTS[size], params)
-            written += cursor.rowcount
-        cursor.close()
+        try:
+            for start in range(0, total, chunk):
+                stop = min(start + chunk, total)
+                rows = stop - start
+                size = chunk if rows == chunk else 1 << (rows - 1).bit_length()
+                pad = [stop - 1] * (size - rows)  # copies of the last row: ignored as duplicates
+                params: list[object] = [None] * (3 * size)
+                params[0::3] = sids[start:stop] + [sids[i] for i in pad]
+                params[1::3] = tss[start:stop] + [tss[i] for i in pad]
+                params[2::3] = vals[start:stop] + [vals[i] for i in pad]
+                cursor.execute(_SQLITE_INSERTS[size], params)
+                written += cursor.rowcount
+        except sqlite3.Error as exc:
+            # The raw cursor bypasses SQLAlchemy's error wrapping; the writer retries
+            # SQLAlchemy errors (a locked or full database), so wrap it the same way.
+            raise DBAPIError.instance(_SQLITE_INSERTS[1], None, exc, sqlite3.Error) from exc
+        finally:
+            cursor.close()
         return written
 
     def _pg_copy(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> bool:
@@ -197,13 +208,18 @@ class Recorder:
         conn.exec_driver_sql(_PG_LATEST, (list(sids), list(tss), list(vals)))
 
     def _series_ids(
-        self, conn: Connection, keys: set[tuple[str, str]], result: BatchResult
-    ) -> dict[tuple[str, str], int]:
+        self, conn: Connection, keys: set[tuple[str, str]]
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """(ids of ``keys``, ids read in this transaction). Missing panels (if auto-creation is
+        on) and series are created in the caller's transaction, so the ids it read go into the
+        cache only once that commits: a rolled-back transaction's ids may never exist, and
+        rows written under them would be stored but invisible (readings has no foreign key)."""
         with self._lock:
             ids = {k: self._series[k] for k in keys if k in self._series}
         missing = {k for k in keys if k not in ids}
+        fresh: dict[tuple[str, str], int] = {}
         if not missing:
-            return ids
+            return ids, fresh
         panels = {p for p, _ in missing}
         present = set(
             conn.execute(select(schema.panels.c.id).where(schema.panels.c.id.in_(panels))).scalars()
@@ -237,12 +253,9 @@ class Recorder:
             found = conn.execute(
                 select(s.panel_id, s.metric, s.id).where(s.panel_id.in_({p for p, _ in wanted}))
             ).all()
-            with self._lock:
-                for panel_id, metric, sid in found:
-                    self._series[(panel_id, metric)] = sid
-                    if (panel_id, metric) in missing:
-                        ids[(panel_id, metric)] = sid
-        return ids
+            fresh = {(panel_id, metric): sid for panel_id, metric, sid in found}
+            ids.update((k, fresh[k]) for k in missing if k in fresh)
+        return ids, fresh
 
 
 def _insert_ignore(
