@@ -45,6 +45,7 @@ from paho.mqtt.properties import Properties
 
 from bench.broker import PrivateMosquitto
 from bench.messages import Workload
+from bench.tables import markdown_table, ratio
 from pelbiot.settings import Settings
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -365,32 +366,47 @@ def _thousands(rate: object) -> str:
     return f"{rate:,}" if isinstance(rate, int | float) else "-"
 
 
+LATENCY_COLUMNS = ("latency at 1,000 msg/s", "p50", "p99", "max")
+THROUGHPUT_COLUMNS = (
+    "workload",
+    "database",
+    "baseline readings/s",
+    "PELBIOT readings/s",
+    "ratio",
+    "CPU us/reading (baseline / PELBIOT)",
+    "PELBIOT peak RSS",
+    "zero loss",
+)
+
+
 def summary(results: dict[str, Any]) -> str:
-    lines = [
-        "",
-        "| workload | database | baseline readings/s | PELBIOT readings/s | ratio | "
-        "CPU us/reading (baseline / PELBIOT) | PELBIOT peak RSS | zero loss |",
-        "|---|---|---:|---:|---:|---:|---:|---|",
-    ]
+    cells: list[list[object]] = []
     for row in results["throughput"]:
         base, ours = row.get("baseline") or {}, row["pelbiot"]
         b, p = base.get("readings_per_s"), ours.get("readings_per_s")
-        ratio = f"{p / b:.2f}" if b and p else "-"
         ok = ours.get("verify", {}).get("ok")
         cpu = f"{_cpu_us(base):.1f} / {_cpu_us(ours):.1f}" if base else f"{_cpu_us(ours):.1f}"
-        lines.append(
-            f"| {row['kind']} ({row['messages']:,} msgs) | {row['database']} | "
-            f"{_thousands(b)} | {_thousands(p)} | {ratio} | {cpu} | "
-            f"{ours.get('peak_rss_mb', '-')} MB | {'yes' if ok else 'NO'} |"
+        cells.append(
+            [
+                f"{row['kind']} ({row['messages']:,} msgs)",
+                row["database"],
+                _thousands(b),
+                _thousands(p),
+                ratio(p, b),
+                cpu,
+                f"{ours.get('peak_rss_mb', '-')} MB",
+                "yes" if ok else "NO",
+            ]
         )
+    lines = ["", *markdown_table(THROUGHPUT_COLUMNS, "llrrrrrl", cells)]
     if results["latency"]:
-        lines += ["", "| latency at 1,000 msg/s | p50 | p99 | max |", "|---|---:|---:|---:|"]
+        latency_cells = []
         for row in results["latency"]:
             lat = row["pelbiot"].get("latency_ms") or {}
-            lines.append(
-                f"| {row['database']} | {lat.get('p50', '-')} ms | {lat.get('p99', '-')} ms | "
-                f"{lat.get('max', '-')} ms |"
+            latency_cells.append(
+                [row["database"], *(f"{lat.get(k, '-')} ms" for k in ("p50", "p99", "max"))]
             )
+        lines += ["", *markdown_table(LATENCY_COLUMNS, "lrrr", latency_cells)]
     return "\n".join(lines)
 
 

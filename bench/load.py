@@ -1,10 +1,11 @@
 """Load generator: QoS 1 PUBLISH packets written straight to a socket, with its own window.
 
 A Python MQTT client library would spend more CPU publishing than the ingest under test spends
-consuming, so this writes MQTT 3.1.1 packets itself: CONNECT, then PUBLISH packets in chunks,
-never more than ``window`` unacknowledged (paho silently loses messages past 65,535 in flight),
-counting PUBACKs until every message is acknowledged by the broker. A PUBACK means the broker
-has queued the message for every subscribed session, so a later shortfall is loss downstream.
+consuming, so this writes MQTT 3.1.1 packets itself (``packets.py``): CONNECT, then PUBLISH
+packets in chunks, never more than ``window`` unacknowledged (paho silently loses messages past
+65,535 in flight), counting PUBACKs until every message is acknowledged by the broker. A PUBACK
+means the broker has queued the message for every subscribed session, so a later shortfall is
+loss downstream.
 
 ``python -m bench.load --port P --prefix X --kind single --count N [--rate R]`` runs it as its
 own process (the benchmark does that so the publisher never shares a GIL with the consumer).
@@ -16,28 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import socket
-import struct
 import time
 
+from bench import packets
 from bench.messages import Workload
-
-
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(s: bytes) -> bytes:
-    return struct.pack("!H", len(s)) + s
-
-
-def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
-    body = _string(topic) + struct.pack("!H", mid) + payload
-    return b"\x32" + _remaining_length(len(body)) + body
 
 
 class RawPublisher:
@@ -47,8 +30,7 @@ class RawPublisher:
         self.window = window
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        body = _string(b"MQTT") + b"\x04\x02" + struct.pack("!H", 60) + _string(client_id.encode())
-        self.sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+        self.sock.sendall(packets.connect(client_id, clean=True))
         connack = self._recv_exact(4)
         if connack[0] != 0x20 or connack[3] != 0:
             raise RuntimeError(f"broker refused the publisher: {connack!r}")
@@ -92,16 +74,16 @@ class RawPublisher:
         self._mid = self._mid % 65535 + 1
         return self._mid
 
-    def send(self, packets: list[tuple[bytes, bytes]]) -> None:
+    def send(self, messages: list[tuple[bytes, bytes]]) -> None:
         """Send messages, waiting for the window to open as needed."""
         i = 0
-        while i < len(packets):
+        while i < len(messages):
             room = self.window - (self.sent - self.acked)
             if room <= 0:
                 self._read_acks(block=True)
                 continue
-            chunk = packets[i : i + min(room, 500)]
-            self.sock.sendall(b"".join(publish_packet(t, p, self._next_mid()) for t, p in chunk))
+            chunk = messages[i : i + min(room, 500)]
+            self.sock.sendall(b"".join(packets.publish(t, p, self._next_mid()) for t, p in chunk))
             self.sent += len(chunk)
             i += len(chunk)
             self._read_acks(block=False)
@@ -115,7 +97,7 @@ class RawPublisher:
 
     def close(self) -> None:
         try:
-            self.sock.sendall(b"\xe0\x00")
+            self.sock.sendall(packets.DISCONNECT)
         finally:
             self.sock.close()
 

@@ -10,15 +10,14 @@ import socket
 import struct
 import time
 
-from bench.load import _remaining_length, _string
+from bench import packets
 
 
 def consume(port: int, client_id: str, count: int, *, timeout: float = 120) -> float:
     """Receive ``count`` QoS 1 messages of a persistent session; returns seconds."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    body = _string(b"MQTT") + b"\x04\x00" + struct.pack("!H", 60) + _string(client_id.encode())
-    sock.sendall(b"\x10" + _remaining_length(len(body)) + body)
+    sock.sendall(packets.connect(client_id, clean=False))
     buf = b""
     got = 0
     started = 0.0
@@ -30,33 +29,18 @@ def consume(port: int, client_id: str, count: int, *, timeout: float = 120) -> f
         if not started:
             started = time.perf_counter()
         buf += chunk
-        pos, acks = 0, []
-        while len(buf) - pos >= 2:
-            mult, length, i = 1, 0, pos + 1
-            while True:
-                if i >= len(buf):
-                    break
-                byte = buf[i]
-                length += (byte & 127) * mult
-                mult *= 128
-                i += 1
-                if not byte & 128:
-                    break
-            else:
-                break
-            if byte & 128 or i + length > len(buf):
-                break
-            if buf[pos] & 0xF0 == 0x30:
-                topic_len = struct.unpack_from("!H", buf, i)[0]
-                if (buf[pos] >> 1) & 3:
-                    mid = buf[i + 2 + topic_len : i + 4 + topic_len]
-                    acks.append(b"\x40\x02" + mid)
+        received, used = packets.split(buf)
+        acks = []
+        for first, start, _end in received:
+            if first & 0xF0 == packets.PUBLISH:
+                if (first >> 1) & 3:
+                    topic_len = struct.unpack_from("!H", buf, start)[0]
+                    acks.append(b"\x40\x02" + buf[start + 2 + topic_len : start + 4 + topic_len])
                 got += 1
-            pos = i + length
-        buf = buf[pos:]
+        buf = buf[used:]
         if acks:
             sock.sendall(b"".join(acks))
     elapsed = time.perf_counter() - started
-    sock.sendall(b"\xe0\x00")
+    sock.sendall(packets.DISCONNECT)
     sock.close()
     return elapsed
