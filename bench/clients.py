@@ -38,9 +38,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.broker import PrivateMosquitto
-from bench.ingest import prepare_session
 from bench.load import publish_backlog
 from bench.messages import Workload
+from bench.sessions import prepare_session
 
 CLIENTS = [
     "raw",

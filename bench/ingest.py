@@ -30,26 +30,18 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as mqtt
-import psycopg
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
 from bench.broker import PrivateMosquitto
+from bench.ingest_report import report_run, summary
 from bench.messages import Workload
-from bench.tables import markdown_table, ratio
+from bench.sessions import fresh_database, postgres_available, prepare_session
 from pelbiot.settings import Settings
 
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/postgres"
-PELBIOT_SESSION_EXPIRY = 3600
 
 
 @dataclass
@@ -74,73 +66,6 @@ class Options:
         """PELBIOT's MQTT 5 receive-maximum in these runs."""
         default = Settings.model_fields["mqtt_receive_maximum"].default
         return int(self.settings.get("mqtt_receive_maximum", default))
-
-
-# -- sessions and databases -------------------------------------------------------------------
-
-
-def prepare_session(
-    port: int, client_id: str, topic: str, *, v5: bool, receive_maximum: int | None = None
-) -> None:
-    """Create a persistent session with a QoS 1 subscription, then leave it (messages queue).
-
-    Give the consumer's receive-maximum: Mosquitto moves messages into the in-flight set of an
-    offline session up to the window of its last connection, and resends all of those at once
-    on reconnect, whatever receive-maximum the new connection asks for.
-    """
-    subscribed: list[bool] = []
-    client = mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else False,
-    )
-    client.on_subscribe = lambda *_a: subscribed.append(True)
-    if v5:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = PELBIOT_SESSION_EXPIRY
-        if receive_maximum is not None:
-            props.ReceiveMaximum = receive_maximum
-        client.connect("127.0.0.1", port, clean_start=False, properties=props)
-    else:
-        client.connect("127.0.0.1", port)
-    client.subscribe(topic, qos=1)
-    deadline = time.monotonic() + 10
-    while not subscribed and time.monotonic() < deadline:
-        client.loop(0.05)
-    client.disconnect()
-    client.loop(0.05)
-    if not subscribed:
-        raise RuntimeError(f"could not subscribe {client_id}")
-
-
-@contextmanager
-def fresh_database(kind: str, opts: Options) -> Iterator[str]:
-    if kind == "sqlite":
-        path = opts.workdir / f"db-{uuid.uuid4().hex[:8]}.sqlite"
-        try:
-            yield f"sqlite:///{path}"
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
-        return
-    name = f"pelbiot_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(opts.pg_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    base = opts.pg_url.rpartition("/")[0]
-    try:
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(opts.pg_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def postgres_available(url: str) -> str | None:
-    try:
-        with psycopg.connect(url, connect_timeout=3) as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-    except psycopg.OperationalError:
-        return None
 
 
 # -- runs -------------------------------------------------------------------------------------
@@ -301,16 +226,16 @@ def throughput(broker: PrivateMosquitto, kind: str, opts: Options) -> list[dict[
         row: dict[str, Any] = {"kind": kind, "database": db, "messages": count}
         row["readings"] = workload.expected_readings
         if opts.baseline:
-            with fresh_database(db, opts) as url:
+            with fresh_database(db, opts.workdir, opts.pg_url) as url:
                 row["baseline"] = run_baseline(
                     broker, url, workload, clients[("baseline", db)], opts
                 )
-            _report("baseline", kind, db, row["baseline"])
-        with fresh_database(db, opts) as url:
+            report_run("baseline", kind, db, row["baseline"])
+        with fresh_database(db, opts.workdir, opts.pg_url) as url:
             proc, log = run_target(broker, url, workload, clients[("pelbiot", db)], opts)
             row["pelbiot"] = _finish(proc, opts.timeout + 60, "pelbiot")
             log.close()
-        _report("pelbiot", kind, db, row["pelbiot"])
+        report_run("pelbiot", kind, db, row["pelbiot"])
         rows.append(row)
     return rows
 
@@ -322,7 +247,7 @@ def latency(broker: PrivateMosquitto, db: str, opts: Options) -> dict[str, Any]:
     prepare_session(
         broker.port, client_id, f"{workload.prefix}/#", v5=True, receive_maximum=opts.window
     )
-    with fresh_database(db, opts) as url:
+    with fresh_database(db, opts.workdir, opts.pg_url) as url:
         proc, log = run_target(broker, url, workload, client_id, opts, latency=True)
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
@@ -334,80 +259,8 @@ def latency(broker: PrivateMosquitto, db: str, opts: Options) -> dict[str, Any]:
         result = _finish(proc, opts.timeout + 60, "pelbiot")
         pub.communicate(timeout=60)
         log.close()
-    _report("latency", "single", db, result)
+    report_run("latency", "single", db, result)
     return {"database": db, "rate": opts.latency_rate, "messages": count, "pelbiot": result}
-
-
-def _report(what: str, kind: str, db: str, r: dict[str, Any]) -> None:
-    if not r.get("finished"):
-        print(f"  {what:8} {kind:9} {db:10} FAILED: {r.get('error') or r}", flush=True)
-        return
-    check = "ok" if r["verify"]["ok"] else "; ".join(r["verify"]["problems"])
-    lat = r.get("latency_ms")
-    extra = f" p50 {lat['p50']} ms p99 {lat['p99']} ms" if lat else ""
-    print(
-        f"  {what:8} {kind:9} {db:10} {r.get('readings_per_s') or 0:>9,} readings/s "
-        f"in {r.get('seconds', 0):6.2f}s  rss {r['peak_rss_mb']:6.1f} MB  "
-        f"cpu {_cpu_us(r):5.1f} us/reading  load {os.getloadavg()[0]:4.1f}  "
-        f"max batch {r.get('max_batch', '-')}  rows {check}{extra}",
-        flush=True,
-    )
-
-
-def _cpu_us(r: dict[str, Any]) -> float:
-    """CPU time (all threads) per committed reading: steadier than rates on a busy machine."""
-    return r["cpu_s"] * 1e6 / r["committed"] if r.get("committed") else 0.0
-
-
-# -- summary ----------------------------------------------------------------------------------
-
-
-def _thousands(rate: object) -> str:
-    return f"{rate:,}" if isinstance(rate, int | float) else "-"
-
-
-LATENCY_COLUMNS = ("latency at 1,000 msg/s", "p50", "p99", "max")
-THROUGHPUT_COLUMNS = (
-    "workload",
-    "database",
-    "baseline readings/s",
-    "PELBIOT readings/s",
-    "ratio",
-    "CPU us/reading (baseline / PELBIOT)",
-    "PELBIOT peak RSS",
-    "zero loss",
-)
-
-
-def summary(results: dict[str, Any]) -> str:
-    cells: list[list[object]] = []
-    for row in results["throughput"]:
-        base, ours = row.get("baseline") or {}, row["pelbiot"]
-        b, p = base.get("readings_per_s"), ours.get("readings_per_s")
-        ok = ours.get("verify", {}).get("ok")
-        cpu = f"{_cpu_us(base):.1f} / {_cpu_us(ours):.1f}" if base else f"{_cpu_us(ours):.1f}"
-        cells.append(
-            [
-                f"{row['kind']} ({row['messages']:,} msgs)",
-                row["database"],
-                _thousands(b),
-                _thousands(p),
-                ratio(p, b),
-                cpu,
-                f"{ours.get('peak_rss_mb', '-')} MB",
-                "yes" if ok else "NO",
-            ]
-        )
-    lines = ["", *markdown_table(THROUGHPUT_COLUMNS, "llrrrrrl", cells)]
-    if results["latency"]:
-        latency_cells = []
-        for row in results["latency"]:
-            lat = row["pelbiot"].get("latency_ms") or {}
-            latency_cells.append(
-                [row["database"], *(f"{lat.get(k, '-')} ms" for k in ("p50", "p99", "max"))]
-            )
-        lines += ["", *markdown_table(LATENCY_COLUMNS, "lrrr", latency_cells)]
-    return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
