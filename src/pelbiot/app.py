@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pelbiot import __version__
 from pelbiot.api import build_routers
+from pelbiot.api.deps import document_security
 from pelbiot.errors import PelbiotError, RateLimitedError, UnauthorizedError
 from pelbiot.middleware import BodySizeLimit, SecurityHeaders
 from pelbiot.runtime import Runtime
@@ -76,6 +77,15 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     for router in build_routers():
         app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI's document, plus the credentials the access gate accepts and, per operation,
+        # whether it needs them: derived from permissions.ROUTES, as the gate decides.
+        if app.openapi_schema is None:
+            app.openapi_schema = document_security(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented extension point
     _install_error_handlers(app)
     _mount_dashboard(app)
     if settings.cors_origins:

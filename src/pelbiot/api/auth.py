@@ -147,7 +147,8 @@ def logout(
     body: Annotated[RefreshBody | None, Body()] = None,
 ) -> Response:
     """Ends the session of the access token, or (when that has expired) of the refresh token
-    in the body or the refresh cookie."""
+    in the body or the refresh cookie. The operation is public, so `/docs` does not send the
+    token from its Authorize dialog here: give the refresh token in the body instead."""
     response = Response(status_code=204)
     address = client_address(request)
     if principal is not None and principal.session_id:

@@ -5,10 +5,15 @@ WebSocket ``?token=``), looks the route up in ``permissions.ROUTES`` (fail close
 without a rule is refused), checks the permission and the rate limits, and leaves the caller in
 ``request.state.principal``. Cookie-authenticated writes must carry the CSRF header. It also
 refuses NUL characters anywhere in the request (see ``_refuse_nul``).
+
+``SECURITY_SCHEMES`` and ``security_requirements`` describe the same credentials in the OpenAPI
+document (``/docs`` shows them behind its Authorize button); which operations need them comes from
+``permissions.ROUTES``, like the gate itself.
 """
 
 from __future__ import annotations
 
+import copy
 import hmac
 from typing import Annotated, Any
 
@@ -30,6 +35,7 @@ from pelbiot.permissions import (
     ANONYMOUS_VIEWER,
     PUBLIC,
     ROUTES,
+    SCOPE_PERMISSIONS,
     Perm,
     Principal,
     route_template,
@@ -90,6 +96,104 @@ def identify(connection: HTTPConnection, runtime: Runtime) -> tuple[Principal | 
     if cookie:
         return runtime.accounts.principal_from_access_token(cookie), True
     return None, False
+
+
+# The credentials `identify` accepts over HTTP, as OpenAPI security schemes. The WebSocket's
+# `?token=` is not here: the live feed is not in the OpenAPI document.
+BEARER_SCHEME = "bearerAuth"
+API_KEY_SCHEME = "apiKeyHeader"
+COOKIE_SCHEME = "sessionCookie"
+CSRF_SCHEME = "csrfHeader"
+_ANONYMOUS_NOTE = (
+    " With `PELBIOT_ANONYMOUS_READ=true` the routes that need only the `read` permission also"
+    " answer callers without credentials (as a viewer); everything else still answers 401."
+)
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    BEARER_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": (
+            "`Authorization: Bearer <token>`: the `access_token` from `POST /api/v1/auth/login`"
+            " (a JWT, valid `PELBIOT_ACCESS_TOKEN_TTL_S`, 15 minutes by default; renew it with"
+            " `POST /api/v1/auth/refresh`) or an API key"
+            " (`pbk_<prefix>_<secret>`). In the Authorize dialog of `/docs` paste only the token"
+            " or key, without `Bearer `." + _ANONYMOUS_NOTE
+        ),
+    },
+    API_KEY_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": (
+            "`X-API-Key: pbk_<prefix>_<secret>`: an API key (for meters, gateways and scripts),"
+            " shown once when an admin creates it. When present it is used instead of the"
+            " `Authorization` header." + _ANONYMOUS_NOTE
+        ),
+    },
+    COOKIE_SCHEME: {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": ACCESS_COOKIE,
+        "description": (
+            f"The browser session: the `{ACCESS_COOKIE}` cookie set by login and refresh (used"
+            " only when neither header above is sent). The browser sends it by itself, so this"
+            " page needs nothing typed in once you are logged in to the dashboard. Writes (POST,"
+            f" PUT, PATCH, DELETE) made with it must also send the `{CSRF_COOKIE}` cookie's"
+            " value in the `X-CSRF-Token` header." + _ANONYMOUS_NOTE
+        ),
+    },
+    CSRF_SCHEME: {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-CSRF-Token",
+        "description": (
+            f"The value of the `{CSRF_COOKIE}` cookie, required (with `{COOKIE_SCHEME}`) on"
+            " writes authenticated by the session cookie; not needed with a bearer token or an"
+            " API key."
+        ),
+    },
+}
+
+
+def security_requirements(
+    method: str, rule: Perm | None, *, public: bool
+) -> list[dict[str, list[str]]]:
+    """The OpenAPI ``security`` of an operation: none for a public route, else any one of the
+    credentials ``identify`` accepts (a write with the cookie also needs the CSRF header). The
+    ``X-API-Key`` header is left out where no key scope grants the permission (own account)."""
+    if public:
+        return []
+    cookie: dict[str, list[str]] = (
+        {COOKIE_SCHEME: [], CSRF_SCHEME: []} if method in _UNSAFE else {COOKIE_SCHEME: []}
+    )
+    keys_may = rule is None or any(rule in perms for perms in SCOPE_PERMISSIONS.values())
+    api_key: list[dict[str, list[str]]] = [{API_KEY_SCHEME: []}] if keys_may else []
+    return [{BEARER_SCHEME: []}, *api_key, cookie]
+
+
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def document_security(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Add the security schemes to an OpenAPI document, and to each operation the requirement
+    its ROUTES rule calls for, found as the gate finds it (``route_template``). A route without
+    a rule is refused to everyone; it is documented like any route that is not public."""
+    openapi.setdefault("components", {})["securitySchemes"] = copy.deepcopy(SECURITY_SCHEMES)
+    for path, operations in openapi.get("paths", {}).items():
+        for verb, operation in operations.items():
+            if verb not in _HTTP_METHODS:
+                continue
+            method = verb.upper()
+            template = route_template(method, path)
+            rule = ROUTES.get((method, template), _MISSING) if template else _MISSING
+            requirements = security_requirements(
+                method, rule if isinstance(rule, Perm) else None, public=rule is PUBLIC
+            )
+            if requirements:
+                operation["security"] = requirements
+            else:
+                operation.pop("security", None)
+    return openapi
 
 
 def _check(connection: HTTPConnection, runtime: Runtime) -> Principal | None:
