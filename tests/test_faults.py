@@ -321,14 +321,13 @@ def test_sigterm_drains_acks_and_exits_within_5s(
     )
     wait_all_stored(database_url, work, server)
     status = ingest_status(server)["counters"]
-    # Everything acknowledged before the exit was committed (else rows would be missing below).
-    # The broker redelivered the rest; a few committed messages whose acks had not left the
-    # socket at exit may come again too (seen under heavy load on PostgreSQL): they are
-    # counted as duplicates and never stored twice.
-    assert status["messages_received"] - status["duplicates"] == len(work.expected) - committed, (
-        status
-    )
-    assert status["duplicates"] <= 0.02 * committed, status
+    # Everything acknowledged before the exit was committed (else rows would be missing below),
+    # and every committed message was acknowledged before DISCONNECT, so the broker redelivers
+    # exactly the rest: no duplicates. (It once redelivered 71 committed messages: closing the
+    # socket with unread PUBLISHes in it sent a RST that destroyed the last PUBACKs, issue #3;
+    # tests/test_ingest.py reproduces that window deterministically.)
+    assert status["messages_received"] == len(work.expected) - committed, status
+    assert status["duplicates"] == 0, status
     assert_exactly_once(database_url, server, work)
 
 

@@ -12,6 +12,13 @@ paho-mqtt runs in manual-ack mode inside our own select loop (paho's "external l
 - acks are tied to a connection generation: after a reconnect the broker redelivers whatever was
   not acknowledged, and an old packet id is never acked on the new connection;
 - reconnects use capped, jittered exponential backoff, and resubscribe.
+
+Shutdown (``pause_reading``, the writer drains, ``stop``): while the writer commits what is
+queued this thread keeps sending the PUBACKs; at the end it writes the last ones, then
+DISCONNECT, half-closes the socket and reads (and drops) what the broker still sends until the
+broker closes its side. Closing a TCP socket with unread data in it makes the kernel send a RST
+instead of a FIN, and a RST throws away our last bytes (in our send queue, or unread in the
+broker's receive queue): the broker then redelivers committed messages after a restart (#3).
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from pelbiot.topics import TopicTracker
 from pelbiot.writer import Writer
 
 logger = logging.getLogger(__name__)
+
+DISCONNECT_TIMEOUT_S = 2.0  # last acks + DISCONNECT + the broker closing its side
 
 
 def broker_address(url: str) -> tuple[str, int, bool, str | None, str | None]:
@@ -100,6 +109,9 @@ class MqttIngest:
         self._item_readings = max(1, min(settings.writer_batch_max, 4096))
         self._reading = True
         self._thread_id: int | None = None
+        # Set while _disconnect_cleanly writes DISCONNECT: paho closes the socket right after
+        # writing it, and _on_socket_close lingers until then (see the module docstring).
+        self._linger_until: float | None = None
         self._connected = threading.Event()
         self._client = self._make_client(tls, url_user, url_password)
 
@@ -195,6 +207,7 @@ class MqttIngest:
         # instead of writing to the socket from the calling thread; we write in run().
         client.on_socket_register_write = self._on_register_write
         client.on_socket_unregister_write = lambda *_a: None
+        client.on_socket_close = self._on_socket_close
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
         return client
@@ -221,7 +234,7 @@ class MqttIngest:
             sock = client.socket()
             if sock is None:
                 return
-            pending = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+            pending = self._reading and isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             wlist = [sock] if client.want_write() else []
             if pending:
                 readable: list[Any] = [sock]
@@ -232,7 +245,12 @@ class MqttIngest:
             if self._wake_r in readable:
                 self._drain_wake()
             self._send_acks()
-            if sock in readable and client.loop_read(max_packets=256) != mqtt.MQTT_ERR_SUCCESS:
+            # Paused: a select that began before pause_reading may still report the socket.
+            if (
+                self._reading
+                and sock in readable
+                and client.loop_read(max_packets=256) != mqtt.MQTT_ERR_SUCCESS
+            ):
                 return
             if (sock in writable or client.want_write()) and client.loop_write() not in (
                 mqtt.MQTT_ERR_SUCCESS,
@@ -249,21 +267,78 @@ class MqttIngest:
         self._stats.broker_connected = False
 
     def _disconnect_cleanly(self) -> None:
+        """Write the last acks, then DISCONNECT (the session stays: no session expiry change),
+        and let the broker read them all before the socket is closed."""
         if not self._connected.is_set():
             return
-        # Send what is queued (the last acks), then DISCONNECT; keep the session.
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + DISCONNECT_TIMEOUT_S
         client = self._client
         self._send_acks()
-        while client.want_write() and time.monotonic() < deadline:
-            if client.loop_write() not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
-                break
-        client.disconnect()
-        while client.want_write() and time.monotonic() < deadline:
-            if client.loop_write() not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN):
-                break
+        self._flush(deadline)
+        self._linger_until = deadline
+        try:
+            client.disconnect()  # queued behind any ack not yet written: the queue is FIFO
+            self._flush(deadline)  # paho closes the socket once DISCONNECT is written
+        finally:
+            self._linger_until = None
+        sock = client.socket()
+        if sock is not None:
+            logger.warning(
+                "MQTT broker %s did not take our DISCONNECT within %.0fs; closing",
+                self.broker,
+                DISCONNECT_TIMEOUT_S,
+            )
+            with contextlib.suppress(OSError):
+                sock.close()
         self._connected.clear()
         self._stats.broker_connected = False
+
+    def _flush(self, deadline: float) -> None:
+        """Write paho's queued packets, waiting for the socket to take them, until ``deadline``."""
+        client = self._client
+        while client.want_write():
+            sock = client.socket()
+            left = deadline - time.monotonic()
+            if sock is None or left <= 0:
+                return
+            _, writable, _ = select.select([], [sock], [], left)
+            if writable and client.loop_write() != mqtt.MQTT_ERR_SUCCESS:
+                return
+
+    def _on_socket_close(self, _client: mqtt.Client, _userdata: object, sock: Any) -> None:
+        """paho is about to close the socket. After our DISCONNECT, linger: half-close (a FIN
+        queued behind our last bytes), then read and drop what the broker still sends until it
+        closes its side, so that our close finds no unread data and sends no RST. What we drop
+        was never acknowledged: the broker redelivers it."""
+        deadline = self._linger_until
+        if deadline is None or not isinstance(sock, socket.socket):
+            return
+        self._linger_until = None
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+        dropped = 0
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                readable, _, _ = select.select([sock], [], [], left)
+                if not readable:
+                    break
+                data = sock.recv(256 * 1024)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                continue
+            except OSError:
+                data = b""  # reset: the broker is gone as well
+            if not data:
+                logger.debug(
+                    "MQTT broker closed the connection after our DISCONNECT (%d bytes dropped)",
+                    dropped,
+                )
+                return
+            dropped += len(data)
+        logger.warning(
+            "MQTT broker %s did not close the connection within %.0fs of our DISCONNECT",
+            self.broker,
+            DISCONNECT_TIMEOUT_S,
+        )
 
     def _wake(self) -> None:
         # BlockingIOError: a wake-up is already pending; OSError: we are closing.
@@ -372,10 +447,12 @@ class MqttIngest:
             self._wake()
 
         # Blocks while the writer queue is full: we stop reading, the broker holds the rest.
+        # Refused once reading is paused (the writer is stopping): give up at once, so this
+        # thread goes back to sending the acks of what the writer commits while it drains.
         while not self._writer.submit(
             readings, on_committed if acks or acks2 else None, timeout=1.0, messages=n
         ):
-            if self._stop.is_set():
+            if self._stop.is_set() or not self._reading:
                 return False  # not acked: the broker redelivers after restart
         return True
 
