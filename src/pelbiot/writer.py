@@ -119,6 +119,16 @@ class Writer:
         """Thread body. Returns once stopped and drained (or the drain timed out)."""
         logger.debug("writer started")
         while True:
+            abandon_at = self._abandon_at
+            if abandon_at is not None and self._held and time.monotonic() > abandon_at:
+                # A slow database with a full queue must not hold up the exit: what is left
+                # stays unacknowledged, and the broker redelivers it after the restart.
+                logger.warning(
+                    "writer stopped with %d uncommitted messages (drain time is up); they stay "
+                    "unacknowledged and the broker will redeliver them",
+                    self._held,
+                )
+                return
             batch = self._next_batch()
             if batch:
                 if not self._commit(batch):
