@@ -139,43 +139,48 @@ class Runtime:
         Shutdown order: stop reading MQTT, drain the writer (commit + ack), send the last acks
         and disconnect, so a SIGTERM loses nothing and redelivers nothing.
         """
-        async with asyncio.TaskGroup() as group:
-            try:
-                writer_task = group.create_task(asyncio.to_thread(self.writer.run), name="writer")
-                ingest_task = None
-                if self.ingest is not None:
-                    ingest_task = group.create_task(
-                        asyncio.to_thread(self.ingest.run), name="mqtt-ingest"
-                    )
-                retention_task = group.create_task(self._retention_loop(), name="retention")
-                self.hub.seed(await asyncio.to_thread(self.store.latest))
-                hub_task = group.create_task(self.hub.run(), name="live-hub")
-                status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
-                if await asyncio.to_thread(self.accounts.count) == 0:
-                    logger.warning(
-                        "no user accounts yet: create the first with "
-                        "`pelbiot user create admin --role super_admin --password-stdin`"
-                    )
-                ready.set()
-                await stop.wait()
-                if self.ingest is not None:
-                    self.ingest.pause_reading()
-                self.writer.stop(drain_timeout=3.0)
-                await writer_task
-                if self.ingest is not None and ingest_task is not None:
-                    self.ingest.stop()
-                    await ingest_task
-                retention_task.cancel()
-                hub_task.cancel()
-                status_task.cancel()
-            finally:
-                # However we leave (a task failed, we were cancelled), the threads must end:
-                # asyncio.run waits for them, so one left running would hang the process.
-                if self.ingest is not None:
-                    self.ingest.stop()
-                self.writer.stop(drain_timeout=0.0)
-        self.writer_engine.dispose()
-        self.engine.dispose()
+        try:
+            async with asyncio.TaskGroup() as group:
+                try:
+                    await self._serve(group, ready, stop)
+                finally:
+                    # However we leave (a task failed, we were cancelled), the threads must end:
+                    # asyncio.run waits for them, so one left running would hang the process.
+                    if self.ingest is not None:
+                        self.ingest.stop()
+                    self.writer.stop(drain_timeout=0.0)
+        finally:
+            self.writer_engine.dispose()
+            self.engine.dispose()
+
+    async def _serve(
+        self, group: asyncio.TaskGroup, ready: asyncio.Event, stop: asyncio.Event
+    ) -> None:
+        writer_task = group.create_task(asyncio.to_thread(self.writer.run), name="writer")
+        ingest_task = None
+        if self.ingest is not None:
+            ingest_task = group.create_task(asyncio.to_thread(self.ingest.run), name="mqtt-ingest")
+        retention_task = group.create_task(self._retention_loop(), name="retention")
+        self.hub.seed(await asyncio.to_thread(self.store.latest))
+        hub_task = group.create_task(self.hub.run(), name="live-hub")
+        status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
+        if await asyncio.to_thread(self.accounts.count) == 0:
+            logger.warning(
+                "no user accounts yet: create the first with "
+                "`pelbiot user create admin --role super_admin --password-stdin`"
+            )
+        ready.set()
+        await stop.wait()
+        if self.ingest is not None:
+            self.ingest.pause_reading()
+        self.writer.stop(drain_timeout=3.0)
+        await writer_task
+        if self.ingest is not None and ingest_task is not None:
+            self.ingest.stop()
+            await ingest_task
+        retention_task.cancel()
+        hub_task.cancel()
+        status_task.cancel()
 
     def ingest_summary(self) -> dict[str, object]:
         """The counters a dashboard shows; rates are derived by the client from two frames."""
