@@ -34,6 +34,7 @@ from tests.support.databases import stored_readings
 from tests.support.mosquitto import Mosquitto
 from tests.support.publisher import WindowedPublisher
 from tests.support.waiting import wait_for
+from tests.test_recorder import block_inserts, unblock_inserts
 
 pytestmark = pytest.mark.slow
 
@@ -280,3 +281,64 @@ def test_runtime_stop_with_a_full_writer_queue_acks_every_commit(
         f"(their PUBACKs never reached the broker); mosquitto log:\n{broker.log()}"
     )
     assert again | committed == {key_of(t, p) for t, p in messages}, "messages lost"
+
+
+def test_a_database_outage_longer_than_the_keepalive_keeps_the_connection(
+    private_mosquitto: Mosquitto,
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    prefix: str,
+) -> None:
+    """While the database refuses writes, the writer queue fills and ingest stops reading; it
+    still pings, so the broker (which drops a client silent for 1.5 keepalives) keeps the
+    connection, and everything is stored once the database is back."""
+    broker = private_mosquitto
+    settings = make_settings(
+        mqtt_url=broker.url,
+        # MQTT 3.1.1 with the broker's in-flight limit off: the broker sends all it has and
+        # ingest waits on the full writer queue (with MQTT 5 it would idle in select instead,
+        # where paho's own keepalive runs).
+        mqtt_protocol="3.1.1",
+        mqtt_keepalive=5,
+        writer_queue_size=300,
+        mqtt_receive_maximum=300,
+        writer_batch_max=100,
+    )
+    messages = workload(prefix, 2000)
+    runtime = Runtime.build(settings)
+    block_inserts(runtime.engine)
+
+    async def scenario() -> None:
+        ready, stop = asyncio.Event(), asyncio.Event()
+        task = asyncio.create_task(runtime.run(ready, stop))
+        await ready.wait()
+        try:
+            assert runtime.ingest is not None
+            assert await asyncio.to_thread(runtime.ingest.wait_connected, 10)
+            await asyncio.sleep(0.3)  # SUBACK
+            await asyncio.to_thread(publish, broker, messages, f"pub-{prefix}")
+            # 2,000 messages against a queue of 300 and a batch of 100: ingest must wait.
+            await asyncio.to_thread(
+                wait_for,
+                lambda: runtime.writer.depth >= 100 and runtime.stats.db_errors > 0,
+                10,
+                "writer queue filling while the database refuses writes",
+            )
+            await asyncio.sleep(10)  # 2 keepalives: Mosquitto gives up after 7.5 s of silence
+            assert runtime.stats.db_errors > 0
+            assert (runtime.stats.connects, runtime.stats.disconnects) == (1, 0), broker.log()
+            unblock_inserts(runtime.engine)
+            await asyncio.to_thread(
+                wait_for,
+                lambda: runtime.stats.readings_written >= len(messages),
+                30,
+                "every reading stored after the outage",
+            )
+            assert (runtime.stats.connects, runtime.stats.disconnects) == (1, 0), broker.log()
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    stored = {(p, ts) for p, _m, ts in stored_readings(database_url)}
+    assert stored == {key_of(t, p) for t, p in messages}

@@ -170,7 +170,7 @@ def test_newest_per_series_is_the_latest_stamp_and_the_first_arrival_on_a_tie(
     assert sorted(newest_per_series(readings)) == sorted(expected.values())
 
 
-def _block_inserts(engine: Engine) -> None:
+def block_inserts(engine: Engine) -> None:
     """Inject a fault: every insert into readings fails in the database."""
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
@@ -189,7 +189,7 @@ def _block_inserts(engine: Engine) -> None:
             )
 
 
-def _unblock_inserts(engine: Engine) -> None:
+def unblock_inserts(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("DROP TRIGGER fault")
@@ -202,7 +202,7 @@ def test_a_failed_insert_is_a_sqlalchemy_error_and_stores_nothing(engine: Engine
     # The writer retries SQLAlchemy errors; a raw driver error would end its thread instead.
     recorder = Recorder(engine, auto_create_panels=True)
     recorder.write([Reading("p1", "voltage_l1", T0, 230.0)])
-    _block_inserts(engine)
+    block_inserts(engine)
     with pytest.raises(SQLAlchemyError, match="injected fault"):
         recorder.write([Reading("p1", "voltage_l1", T0 + i, 231.0) for i in range(1, 5000)])
     assert stored(engine) == [("p1", "voltage_l1", T0, 230.0)]
@@ -220,7 +220,7 @@ def test_the_writer_retries_a_failing_database_until_it_takes_the_batch(engine: 
         retry_min_s=0.05,
         retry_max_s=0.2,
     )
-    _block_inserts(engine)
+    block_inserts(engine)
     committed = threading.Event()
     readings = stream(3000)
     thread = threading.Thread(target=writer.run)
@@ -229,7 +229,7 @@ def test_the_writer_retries_a_failing_database_until_it_takes_the_batch(engine: 
         assert writer.submit(readings, committed.set, messages=3000)
         wait_for(lambda: stats.db_errors >= 2, 10)
         assert not committed.is_set() and stored(engine) == []
-        _unblock_inserts(engine)
+        unblock_inserts(engine)
         assert committed.wait(10)
     finally:
         writer.stop()

@@ -449,12 +449,25 @@ class MqttIngest:
         # Blocks while the writer queue is full: we stop reading, the broker holds the rest.
         # Refused once reading is paused (the writer is stopping): give up at once, so this
         # thread goes back to sending the acks of what the writer commits while it drains.
+        waiting_since = time.monotonic()
         while not self._writer.submit(
             readings, on_committed if acks or acks2 else None, timeout=1.0, messages=n
         ):
             if self._stop.is_set() or not self._reading:
                 return False  # not acked: the broker redelivers after restart
+            if time.monotonic() - waiting_since >= self._settings.mqtt_keepalive / 2:
+                # The database is down and nothing commits: without a word from us for 1.5
+                # keepalives the broker would drop the connection and redeliver everything.
+                self._ping_while_blocked()
+                waiting_since = time.monotonic()
         return True
+
+    def _ping_while_blocked(self) -> None:
+        client = self._client
+        if client.socket() is None:
+            return
+        client.queue_ping()
+        client.loop_write()  # a failed write shows as a lost connection when the pump resumes
 
     def _send_acks(self) -> None:
         """Send the PUBACKs of committed messages of this connection (this thread only)."""

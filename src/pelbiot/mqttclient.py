@@ -26,6 +26,7 @@ from paho.mqtt.exception import MalformedPacket
 
 _PUBLISH = 0x30  # fixed-header types (high nibble)
 _PUBACK = 0x40
+_PINGREQ = 0xC0
 _PUBACK_PACKET = struct.Struct("!BBH")
 _MAX_VARINT_BYTES = 4
 
@@ -85,6 +86,13 @@ class BulkClient(mqtt.Client):
         data = b"".join([_PUBACK_PACKET.pack(_PUBACK, 2, mid) for mid in mids])
         if data:
             self._packet_queue(_PUBACK, data, 0, 0)
+
+    def queue_ping(self) -> None:
+        """Queue a PINGREQ outside paho's keepalive bookkeeping. For a caller that reads nothing
+        for a while (ingest waiting for room in the writer queue): the broker hears from us and
+        keeps the connection, and paho does not time out waiting for the PINGRESP, which is
+        read and handled whenever reading resumes."""
+        self._packet_queue(_PINGREQ, bytes([_PINGREQ, 0]), 0, 0)
 
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         if self._sock is None:
