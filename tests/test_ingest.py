@@ -12,8 +12,8 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -205,6 +205,22 @@ def test_acks_queued_just_before_disconnect_reach_the_broker(
     assert again | writer.committed == {key_of(t, p) for t, p in messages}, "messages lost"
 
 
+@asynccontextmanager
+async def running(runtime: Runtime) -> AsyncIterator[None]:
+    """``runtime`` running, connected and subscribed; stopped as SIGTERM does on the way out."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(runtime.run(ready, stop))
+    await ready.wait()
+    try:
+        assert runtime.ingest is not None
+        assert await asyncio.to_thread(runtime.ingest.wait_connected, 10)
+        await asyncio.sleep(0.3)  # SUBACK
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
 def slow_recorder(runtime: Runtime, pause_s: float) -> list[int]:
     """Make every commit take ``pause_s`` longer (a loaded database); returns the sizes of the
     batches committed so far."""
@@ -247,13 +263,7 @@ def test_runtime_stop_with_a_full_writer_queue_acks_every_commit(
     )
 
     async def scenario() -> float:
-        ready, stop = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(runtime.run(ready, stop))
-        await ready.wait()
-        try:
-            assert runtime.ingest is not None
-            assert await asyncio.to_thread(runtime.ingest.wait_connected, 10)
-            await asyncio.sleep(0.3)  # SUBACK
+        async with running(runtime):
             publisher.start()
             await asyncio.to_thread(
                 wait_for,
@@ -261,10 +271,7 @@ def test_runtime_stop_with_a_full_writer_queue_acks_every_commit(
                 30,
                 "writer busy with a full queue",
             )
-        finally:
             stopped = time.monotonic()
-            stop.set()
-            await asyncio.wait_for(task, 10)
         return time.monotonic() - stopped
 
     took = asyncio.run(scenario())
@@ -309,13 +316,7 @@ def test_a_database_outage_longer_than_the_keepalive_keeps_the_connection(
     block_inserts(runtime.engine)
 
     async def scenario() -> None:
-        ready, stop = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(runtime.run(ready, stop))
-        await ready.wait()
-        try:
-            assert runtime.ingest is not None
-            assert await asyncio.to_thread(runtime.ingest.wait_connected, 10)
-            await asyncio.sleep(0.3)  # SUBACK
+        async with running(runtime):
             await asyncio.to_thread(publish, broker, messages, f"pub-{prefix}")
             # 2,000 messages against a queue of 300 and a batch of 100: ingest must wait.
             await asyncio.to_thread(
@@ -335,9 +336,6 @@ def test_a_database_outage_longer_than_the_keepalive_keeps_the_connection(
                 "every reading stored after the outage",
             )
             assert (runtime.stats.connects, runtime.stats.disconnects) == (1, 0), broker.log()
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 10)
 
     asyncio.run(scenario())
     stored = {(p, ts) for p, _m, ts in stored_readings(database_url)}
