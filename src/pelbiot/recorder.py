@@ -25,11 +25,9 @@ from pelbiot.models import Reading
 
 logger = logging.getLogger(__name__)
 
-# SQLite statements take the whole batch as one JSON array of [series_id, ts_ms, value] rows, so
-# the insert is one statement step: executemany would release and retake the GIL for every row,
-# and each retake waits behind the MQTT thread (up to the 5 ms switch interval). orjson writes
-# floats as their shortest round-trip repr and SQLite reads them back bit-exact; values are
-# finite here (the decoders refuse NaN and infinity).
+# The latest upsert takes its rows (one per series) as one JSON array: orjson writes floats as
+# their shortest round-trip repr and SQLite reads them back bit-exact; values are finite here
+# (the decoders refuse NaN and infinity).
 _SQLITE_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j WHERE true "
