@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean web
+.PHONY: demo test test-sqlite test-postgres lint fmt typecheck bench install system-deps services clean web screenshots
 WEB_SOURCES := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/package.json \
 	web/package-lock.json web/vite.config.ts web/tsconfig.json web/copy-swagger.mjs
 DASHBOARD := src/pelbiot/static/index.html
@@ -56,6 +56,11 @@ test-postgres: install system-deps services web
 	PELBIOT_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/pytest -q
 
 test: lint typecheck test-sqlite test-postgres
+
+## Refresh docs/screenshots/ from the real app (the browser tests take them; by default into a
+## temporary folder, so that `make test` leaves the tree clean).
+screenshots: install system-deps web
+	PELBIOT_SCREENSHOT_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q tests/test_dashboard.py
 
 bench: install system-deps services
 	$(BIN)/python -m bench.ingest

@@ -1,13 +1,16 @@
 """The dashboard in a real browser (Playwright driving Debian's chromium) against a real server.
 
-Screenshots of the overview and a panel page are written to docs/screenshots/ by this run.
+Screenshots of the overview and a panel page are taken by this run: into a temporary folder, or
+into the folder ``PELBIOT_SCREENSHOT_DIR`` names (``make screenshots`` refreshes the docs' ones).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +27,10 @@ from tests.test_pipeline import mosquitto_pub, wait_for
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = Path("/usr/bin/chromium")
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+SCREENSHOTS = Path(
+    os.environ.get("PELBIOT_SCREENSHOT_DIR")
+    or Path(tempfile.gettempdir()) / f"pelbiot-screenshots-{os.getpid()}"
+)
 XSS_NAME = "<img src=x onerror=alert(1)>"
 ADMIN, ADMIN_PASSWORD = "kepala-teknik", "Rahasia-Panel-2026"
 VIEWER, VIEWER_PASSWORD = "operator-malam", "Lihat-Saja-2026!"
@@ -33,6 +39,12 @@ pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists() or not (STATIC_DIR / "index.html").exists(),
     reason="needs Debian's chromium and the built dashboard (make test installs and builds both)",
 )
+
+
+def screenshot(page: object, name: str, *, full_page: bool = False) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)  # type: ignore[attr-defined]
+    assert (SCREENSHOTS / name).stat().st_size > 10_000, f"{name} looks empty"
 
 
 @pytest.fixture(scope="module")
@@ -152,11 +164,10 @@ def test_overview_lists_the_simulated_panels(
     wait_for(lambda: cards.count() == 1, 3)
     page.fill('[data-testid="search"]', "")  # type: ignore[attr-defined]
     wait_for(lambda: cards.count() == 4, 3)
-    DOCS.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(600)  # type: ignore[attr-defined]
-    page.screenshot(path=str(DOCS / "overview.png"))  # type: ignore[attr-defined]
+    screenshot(page, "overview.png")
     page.set_viewport_size({"width": 390, "height": 844})  # type: ignore[attr-defined]
-    page.screenshot(path=str(DOCS / "overview-phone.png"))  # type: ignore[attr-defined]
+    screenshot(page, "overview-phone.png")
 
 
 def test_published_value_shows_on_the_panel_page_within_a_second(
@@ -211,7 +222,7 @@ def test_history_chart_renders_a_day_of_data(
     wait_for(lambda: chart.get_attribute("data-points") == str(3 * 1440), 10)
     legend = chart.locator(".u-legend").inner_text()
     assert "voltage_l1" in legend
-    page.screenshot(path=str(DOCS / "panel.png"), full_page=True)  # type: ignore[attr-defined]
+    screenshot(page, "panel.png", full_page=True)
 
 
 def test_switching_language_changes_labels_and_number_format(
