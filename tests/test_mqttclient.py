@@ -8,18 +8,10 @@ import struct
 
 import paho.mqtt.client as mqtt
 import pytest
+from bench.packets import remaining_length
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pelbiot.mqttclient import BulkClient, Inbound
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
 
 
 def publish(
@@ -29,9 +21,9 @@ def publish(
     if qos:
         body += struct.pack("!H", mid)
     if v5:
-        body += _varint(len(props)) + props
+        body += remaining_length(len(props)) + props
     body += payload
-    return bytes([0x30 | (qos << 1)]) + _varint(len(body)) + body
+    return bytes([0x30 | (qos << 1)]) + remaining_length(len(body)) + body
 
 
 class FakeSocket:

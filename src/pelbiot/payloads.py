@@ -376,6 +376,7 @@ _PLANS: dict[tuple[str, ...], _Plan | None] = {}
 # (at most about 4,096 x 64 keys); larger objects always take the general path.
 _PLANS_MAX = 4096
 _PLAN_KEYS_MAX = 64
+_UNPLANNED: _Plan = (None, ())  # a layout not seen yet (None: seen, no plan)
 
 
 def _plan(keys: tuple[str, ...]) -> _Plan | None:
@@ -452,9 +453,6 @@ def _telemetry(
             if readings is not None:
                 return Decoded(readings)
     return _telemetry_general(topic, panel_id, payload, doc, now_ms, config)
-
-
-_UNPLANNED: _Plan = (None, ())
 
 
 def _telemetry_general(
