@@ -95,7 +95,7 @@ def _paho(port: int, client_id: str, count: int, *, manual: bool) -> float:
 
 
 def _bulk(port: int, client_id: str, count: int) -> float:
-    from pelbiot.mqttclient import BulkClient, Inbound
+    from pelbiot.ingest.mqttclient import BulkClient, Inbound
 
     got = [0, 0.0]
 

@@ -12,40 +12,27 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.app import create_app
-from pelbiot.errors import NotFoundError
-from pelbiot.permissions import Role
+from pelbiot.security.permissions import Role
 from pelbiot.settings import Settings, load_settings
+from tests.support.accounts import login_as
 from tests.support.databases import backend, fresh_database
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import ServerProcess
 
-TEST_PASSWORD = "Test-password-4-pelbiot"
-
-
-def login_as(
-    client: TestClient,
-    username: str,
-    role: Role,
-    *,
-    regions: list[str] | None = None,
-    password: str = TEST_PASSWORD,
-) -> dict[str, str]:
-    """Create the user if needed, log in, and make the client send its bearer token."""
-    accounts = client.app.state.runtime.accounts  # type: ignore[attr-defined]
-    try:
-        accounts.by_name(username)
-    except NotFoundError:
-        accounts.create(username, password, role, regions=regions)
-    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    assert response.status_code == 200, response.text
-    client.cookies.clear()
-    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
-    client.headers.update(headers)
-    return headers
-
 
 def pytest_report_header() -> str:
     return f"pelbiot database backend: {backend()}"
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id at a test cost, through the settings every process reads (in-process apps, the
+    CLI and server processes alike): the product's cost (~0.3 s per hash on a busy CI machine)
+    would make the suite take minutes. Tests marked ``real_password_hashing`` keep it."""
+    if request.node.get_closest_marker("real_password_hashing"):
+        return
+    monkeypatch.setenv("PELBIOT_PASSWORD_HASH_TIME_COST", "1")
+    monkeypatch.setenv("PELBIOT_PASSWORD_HASH_MEMORY_KIB", "1024")
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from bench.broker import PrivateMosquitto
 from bench.live.latency import merge_hist, percentiles
 from bench.live.processes import cpu_seconds, machine_busy, python, read_line, stop, wait_quiet
 from bench.live.publisher import Workload
-from pelbiot.broker import free_port
+from pelbiot.ingest.broker import free_port
 
 
 @dataclass
@@ -41,7 +41,7 @@ class Options:
 # ``pelbiot serve`` runs its own asyncio.run(): uvicorn's loop setting does not apply to it.
 _UVLOOP_SERVE = (
     "import asyncio, sys, uvloop; asyncio.set_event_loop_policy(uvloop.EventLoopPolicy()); "
-    "from pelbiot.cli import main; sys.argv = ['pelbiot', 'serve']; main()"
+    "from pelbiot.cli.main import main; sys.argv = ['pelbiot', 'serve']; main()"
 )
 
 

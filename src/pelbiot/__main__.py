@@ -1,5 +1,5 @@
 """``python -m pelbiot`` runs the CLI."""
 
-from pelbiot.cli import main
+from pelbiot.cli.main import main
 
 main()

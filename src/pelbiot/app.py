@@ -22,8 +22,8 @@ from pelbiot import __version__
 from pelbiot.api import build_routers
 from pelbiot.api.deps import document_security
 from pelbiot.errors import PelbiotError, RateLimitedError, UnauthorizedError
-from pelbiot.middleware import BodySizeLimit, SecurityHeaders
 from pelbiot.runtime import Runtime
+from pelbiot.security.middleware import BodySizeLimit, SecurityHeaders
 from pelbiot.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -14,23 +14,24 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from pelbiot import __version__
-from pelbiot.accounts import Accounts
-from pelbiot.apikeys import ApiKeys
-from pelbiot.audit import AuditLog
-from pelbiot.db import make_engine
-from pelbiot.directory import PanelDirectory
-from pelbiot.ingest import MqttIngest
-from pelbiot.live import LiveHub
-from pelbiot.migrations import upgrade
-from pelbiot.payloads import DecodeConfig
-from pelbiot.recorder import Recorder
-from pelbiot.rejects import RejectLog
+from pelbiot.decode.payloads import DecodeConfig
+from pelbiot.ingest.consumer import MqttIngest
+from pelbiot.ingest.recorder import Recorder
+from pelbiot.ingest.rejects import RejectLog
+from pelbiot.ingest.stats import IngestStats
+from pelbiot.ingest.topics import TopicTracker
+from pelbiot.ingest.writer import Writer
+from pelbiot.live.hub import LiveHub
+from pelbiot.security.api_keys import ApiKeys
+from pelbiot.security.audit import AuditLog
+from pelbiot.security.regions import PanelDirectory
+from pelbiot.security.sessions import Sessions, account_services
+from pelbiot.security.throttle import SlidingWindow
+from pelbiot.security.users import Users
 from pelbiot.settings import Settings
-from pelbiot.stats import IngestStats
-from pelbiot.store import Store
-from pelbiot.throttle import SlidingWindow
-from pelbiot.topics import TopicTracker
-from pelbiot.writer import Writer
+from pelbiot.storage.db import make_engine
+from pelbiot.storage.migrations import upgrade
+from pelbiot.storage.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ class Runtime:
     ingest: MqttIngest | None
     hub: LiveHub
     audit: AuditLog
-    accounts: Accounts
+    users: Users
+    sessions: Sessions
     api_keys: ApiKeys
     directory: PanelDirectory
     rate_limits: RateLimits
@@ -94,6 +96,7 @@ class Runtime:
         writer.add_listener(hub.on_batch)
         store.on_panel_deleted(hub.forget_panel)
         audit = AuditLog(engine)
+        users, sessions = account_services(engine, settings, audit)
         directory = PanelDirectory(store.panel_regions)
         store.on_panel_changed(directory.invalidate)
         ingest = None
@@ -114,7 +117,8 @@ class Runtime:
             ingest=ingest,
             hub=hub,
             audit=audit,
-            accounts=Accounts(engine, settings, audit),
+            users=users,
+            sessions=sessions,
             api_keys=ApiKeys(engine, audit),
             directory=directory,
             rate_limits=RateLimits(
@@ -164,7 +168,7 @@ class Runtime:
         self.hub.seed(await asyncio.to_thread(self.store.latest))
         hub_task = group.create_task(self.hub.run(), name="live-hub")
         status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
-        if await asyncio.to_thread(self.accounts.count) == 0:
+        if await asyncio.to_thread(self.users.count) == 0:
             logger.warning(
                 "no user accounts yet: create the first with "
                 "`pelbiot user create admin --role super_admin --password-stdin`"

@@ -142,6 +142,15 @@ class Settings(BaseSettings):
     password_history: int = Field(
         5, ge=0, le=50, description="A new password may not repeat the last N."
     )
+    password_hash_time_cost: int = Field(
+        3, ge=1, le=20, description="argon2id passes per password hash (production: at least 2)."
+    )
+    password_hash_memory_kib: int = Field(
+        65_536,
+        ge=1024,
+        le=4_194_304,
+        description="argon2id memory per password hash in KiB (production: at least 19456).",
+    )
     lockout_threshold: int = Field(
         10, ge=3, description="Consecutive wrong passwords that lock an account."
     )
@@ -221,6 +230,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 "PELBIOT_SECRET_KEY must be set to a random value of at least 16 characters "
                 "in production"
+            )
+        if self.env == "production" and (
+            self.password_hash_time_cost < 2 or self.password_hash_memory_kib < 19_456
+        ):
+            raise ValueError(
+                "password hashing below OWASP's argon2id minimum (2 passes, 19456 KiB) is for "
+                "tests only, not production"
             )
         if self.mqtt_receive_maximum > self.writer_queue_size:
             raise ValueError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,23 @@ class Mosquitto(MosquittoProcess):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def mosquitto_pub(broker: Mosquitto, topic: str, message: str, qos: int = 1) -> None:
+    subprocess.run(
+        [
+            "mosquitto_pub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(broker.port),
+            "-q",
+            str(qos),
+            "-t",
+            topic,
+            "-m",
+            message,
+        ],
+        check=True,
+        timeout=10,
+    )

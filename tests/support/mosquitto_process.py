@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pelbiot.broker import free_port
+from pelbiot.ingest.broker import free_port
 
 
 def find_mosquitto() -> str | None:

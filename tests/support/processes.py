@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from pelbiot.broker import free_port
+from pelbiot.ingest.broker import free_port
 
 
 class ServerProcess:

@@ -12,7 +12,7 @@ import contextlib
 import socket
 import threading
 
-from pelbiot.broker import free_port
+from pelbiot.ingest.broker import free_port
 
 
 class TcpProxy:

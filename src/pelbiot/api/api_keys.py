@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot.api.deps import MAX_ROW_ID, PrincipalDep, RuntimeDep, client_address
-from pelbiot.timefmt import iso
+from pelbiot.api.timefmt import iso
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
 

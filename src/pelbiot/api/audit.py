@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from pelbiot.api.deps import MAX_ROW_ID, RuntimeDep
-from pelbiot.audit import AuditQuery
-from pelbiot.timefmt import iso, parse_query_time
+from pelbiot.api.timefmt import iso, parse_query_time
+from pelbiot.security.audit import AuditQuery
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

@@ -13,7 +13,6 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import BaseModel, Field
 
-from pelbiot.accounts import Tokens
 from pelbiot.api.deps import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
@@ -24,7 +23,8 @@ from pelbiot.api.deps import (
     client_address,
 )
 from pelbiot.errors import UnauthorizedError
-from pelbiot.permissions import ROLE_PERMISSIONS, Role
+from pelbiot.security.permissions import ROLE_PERMISSIONS, Role
+from pelbiot.security.sessions import Tokens
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -119,7 +119,7 @@ def _answer(tokens: Tokens) -> TokenResponse:
 def login(
     request: Request, response: Response, runtime: RuntimeDep, body: LoginBody
 ) -> TokenResponse:
-    tokens = runtime.accounts.login(body.username, body.password, address=client_address(request))
+    tokens = runtime.sessions.login(body.username, body.password, address=client_address(request))
     _set_cookies(request, response, runtime, tokens)
     return _answer(tokens)
 
@@ -134,7 +134,7 @@ def refresh(
     token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
     if not token:
         raise UnauthorizedError("no refresh token; log in again")
-    tokens = runtime.accounts.refresh(token, address=client_address(request))
+    tokens = runtime.sessions.refresh(token, address=client_address(request))
     _set_cookies(request, response, runtime, tokens)
     return _answer(tokens)
 
@@ -152,11 +152,11 @@ def logout(
     response = Response(status_code=204)
     address = client_address(request)
     if principal is not None and principal.session_id:
-        runtime.accounts.logout(principal.session_id, actor=principal.name, address=address)
+        runtime.sessions.logout(principal.session_id, actor=principal.name, address=address)
     else:
         token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
         if token:
-            runtime.accounts.logout_refresh(token, address=address)
+            runtime.sessions.logout_refresh(token, address=address)
     _clear_cookies(response)
     return response
 
@@ -165,7 +165,7 @@ def logout(
 def me(runtime: RuntimeDep, principal: PrincipalDep) -> Me:
     expired = False
     if principal.user_id is not None:
-        expired = runtime.accounts.get(principal.user_id)["password_expired"]
+        expired = runtime.users.get(principal.user_id)["password_expired"]
     perms = ROLE_PERMISSIONS[Role(principal.role)] if principal.role else principal.permissions
     return Me(
         kind=principal.kind,
@@ -183,7 +183,7 @@ def change_password(
 ) -> Response:
     if principal.user_id is None:
         raise UnauthorizedError("only a logged-in user has a password")
-    runtime.accounts.set_password(
+    runtime.users.set_password(
         principal.user_id,
         body.new_password,
         actor=principal,

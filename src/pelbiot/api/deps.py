@@ -23,7 +23,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.status import WS_1008_POLICY_VIOLATION
 
-from pelbiot.apikeys import looks_like_key
 from pelbiot.errors import (
     ForbiddenError,
     InvalidInputError,
@@ -31,7 +30,9 @@ from pelbiot.errors import (
     RateLimitedError,
     UnauthorizedError,
 )
-from pelbiot.permissions import (
+from pelbiot.runtime import Runtime
+from pelbiot.security.api_keys import looks_like_key
+from pelbiot.security.permissions import (
     ANONYMOUS_VIEWER,
     PUBLIC,
     ROUTES,
@@ -40,7 +41,6 @@ from pelbiot.permissions import (
     Principal,
     route_template,
 )
-from pelbiot.runtime import Runtime
 
 # The largest integers both databases store: row ids are INTEGER (32 bit on PostgreSQL),
 # timestamps and offsets 64 bit. Parameters are bounded by them so an absurd value is a 422, not
@@ -85,16 +85,16 @@ def identify(connection: HTTPConnection, runtime: Runtime) -> tuple[Principal | 
         token = token.strip()
         if looks_like_key(token):
             return runtime.api_keys.principal(token), False
-        return runtime.accounts.principal_from_access_token(token), False
+        return runtime.sessions.principal_from_access_token(token), False
     if connection.scope["type"] == "websocket":
         query_token = connection.query_params.get("token")
         if query_token:
             if looks_like_key(query_token):
                 return runtime.api_keys.principal(query_token), False
-            return runtime.accounts.principal_from_access_token(query_token), False
+            return runtime.sessions.principal_from_access_token(query_token), False
     cookie = connection.cookies.get(ACCESS_COOKIE)
     if cookie:
-        return runtime.accounts.principal_from_access_token(cookie), True
+        return runtime.sessions.principal_from_access_token(cookie), True
     return None, False
 
 

@@ -17,9 +17,9 @@ from fastapi.openapi.models import Example
 from pydantic import BaseModel, Field
 
 from pelbiot.api.deps import PrincipalDep, RuntimeDep
+from pelbiot.decode.payloads import TELEMETRY, decode
 from pelbiot.errors import ForbiddenError, InvalidInputError, ServiceUnavailableError
 from pelbiot.models import Reading
-from pelbiot.payloads import TELEMETRY, decode
 
 router = APIRouter(tags=["ingest"])
 

@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
 from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
-from pelbiot.payload_errors import REASONS, PayloadError
-from pelbiot.payloads import split_topic
-from pelbiot.timefmt import iso, iso_s
+from pelbiot.api.timefmt import iso, iso_s
+from pelbiot.decode.payload_errors import REASONS, PayloadError
+from pelbiot.decode.payloads import split_topic
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from pelbiot.live import LiveClient, LiveHub
+from pelbiot.live.hub import LiveClient, LiveHub
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ async def _watch_credentials(websocket: WebSocket, runtime: Any, principal: Any)
     while True:
         await asyncio.sleep(runtime.settings.live_session_recheck_s)
         if principal.session_id is not None:
-            valid = await asyncio.to_thread(runtime.accounts.session_active, principal.session_id)
+            valid = await asyncio.to_thread(runtime.sessions.session_active, principal.session_id)
         else:
             valid = await asyncio.to_thread(runtime.api_keys.active, principal.key_id)
         if not valid:

@@ -8,11 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from pelbiot import metrics_catalog
 from pelbiot.api.deps import MAX_INT64, MaybePrincipalDep, RuntimeDep, client_address
+from pelbiot.api.timefmt import iso, parse_query_time
+from pelbiot.decode import metrics_catalog
 from pelbiot.errors import ForbiddenError, InvalidInputError, NotFoundError
-from pelbiot.permissions import Principal
-from pelbiot.timefmt import iso, parse_query_time
+from pelbiot.security.permissions import Principal
 
 router = APIRouter(tags=["panels"])
 

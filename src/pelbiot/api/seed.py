@@ -13,11 +13,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from pelbiot import metrics_catalog
 from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
-from pelbiot.payload_errors import PayloadError
-from pelbiot.payloads import split_topic
-from pelbiot.timefmt import iso, iso_s
+from pelbiot.api.timefmt import iso, iso_s
+from pelbiot.decode import metrics_catalog
+from pelbiot.decode.payload_errors import PayloadError
+from pelbiot.decode.payloads import split_topic
 
 router = APIRouter(prefix="/api/mqtt", tags=["seed-compatible"])
 

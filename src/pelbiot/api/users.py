@@ -8,8 +8,8 @@ from fastapi import APIRouter, Path, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot.api.deps import MAX_ROW_ID, PrincipalDep, RuntimeDep, client_address
-from pelbiot.permissions import Role
-from pelbiot.timefmt import iso
+from pelbiot.api.timefmt import iso
+from pelbiot.security.permissions import Role
 
 router = APIRouter(prefix="/users", tags=["users"])
 
@@ -66,14 +66,14 @@ def _public(runtime: RuntimeDep, row: dict[str, Any]) -> UserPublic:
 
 @router.get("", response_model=list[UserPublic], summary="List users")
 def list_users(runtime: RuntimeDep) -> list[UserPublic]:
-    return [_public(runtime, u) for u in runtime.accounts.all()]
+    return [_public(runtime, u) for u in runtime.users.all()]
 
 
 @router.post("", response_model=UserPublic, status_code=201, summary="Create a user")
 def create_user(
     request: Request, runtime: RuntimeDep, principal: PrincipalDep, body: UserCreate
 ) -> UserPublic:
-    row = runtime.accounts.create(
+    row = runtime.users.create(
         body.username,
         body.password,
         body.role,
@@ -86,7 +86,7 @@ def create_user(
 
 @router.get("/{user_id}", response_model=UserPublic, summary="One user")
 def get_user(runtime: RuntimeDep, user_id: UserId) -> UserPublic:
-    return _public(runtime, runtime.accounts.get(user_id))
+    return _public(runtime, runtime.users.get(user_id))
 
 
 @router.patch("/{user_id}", response_model=UserPublic, summary="Change role, regions, disabled")
@@ -97,7 +97,7 @@ def update_user(
     user_id: UserId,
     body: UserUpdate,
 ) -> UserPublic:
-    row = runtime.accounts.update(
+    row = runtime.users.update(
         user_id,
         body.model_dump(exclude_unset=True),
         actor=principal,
@@ -110,7 +110,7 @@ def update_user(
 def unlock_user(
     request: Request, runtime: RuntimeDep, principal: PrincipalDep, user_id: UserId
 ) -> Response:
-    runtime.accounts.unlock(user_id, actor=principal, address=client_address(request))
+    runtime.users.unlock(user_id, actor=principal, address=client_address(request))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -124,7 +124,7 @@ def reset_password(
     user_id: UserId,
     body: PasswordReset,
 ) -> Response:
-    runtime.accounts.set_password(
+    runtime.users.set_password(
         user_id, body.new_password, actor=principal, address=client_address(request)
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,1 @@
+"""The `pelbiot` command, one module per command group, and process composition."""

@@ -1,0 +1,1 @@
+"""Decoding: payload forms, timestamps, rejection reasons and the metric catalogue."""

@@ -1,0 +1,1 @@
+"""The live feed: the hub that fans committed readings out to WebSocket clients."""

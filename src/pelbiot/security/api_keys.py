@@ -1,0 +1,191 @@
+"""API keys for devices and scripts: shown once, stored hashed, scoped, expiring, revocable.
+
+A key reads ``pbk_<prefix>_<secret>``. The prefix finds the row; the secret is compared by its
+SHA-256 (keys are long random strings, so a slow hash adds nothing but latency on every call).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from pelbiot.errors import InvalidInputError, NotFoundError, UnauthorizedError
+from pelbiot.security.audit import AuditLog
+from pelbiot.security.permissions import SCOPES, Principal, key_principal
+from pelbiot.storage import schema
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "pbk_"
+_PREFIX_RE = re.compile(r"[0-9a-f]{12}")
+_LAST_USED_EVERY_MS = 60_000  # write last-used at most once a minute per key
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def looks_like_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX) and token.count("_") >= 2
+
+
+class ApiKeys:
+    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+        self._engine = engine
+        self._audit = audit
+        self._last_used: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def create(
+        self,
+        *,
+        name: str,
+        scopes: list[str],
+        actor: Principal | str,
+        panel_id: str | None = None,
+        region: str | None = None,
+        expires_ms: int | None = None,
+        address: str | None = None,
+    ) -> tuple[dict[str, Any], str]:
+        """Returns the key's public record and the key itself (shown once, never stored)."""
+        bad = [s for s in scopes if s not in SCOPES]
+        if not scopes or bad:
+            raise InvalidInputError(
+                f"scopes must be a non-empty subset of {list(SCOPES)}", details={"scopes": bad}
+            )
+        if expires_ms is not None and expires_ms <= _now_ms():
+            raise InvalidInputError("expires_at must be in the future")
+        prefix = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        actor_name = actor if isinstance(actor, str) else actor.name
+        with self._engine.begin() as conn:
+            key_id = conn.execute(
+                insert(schema.api_keys).values(
+                    name=name,
+                    prefix=prefix,
+                    key_hash=_hash(secret),
+                    scopes=",".join(sorted(set(scopes))),
+                    panel_id=panel_id,
+                    region=region,
+                    expires_ms=expires_ms,
+                    created_ms=_now_ms(),
+                    created_by=actor_name[:64],
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            self._audit.record(
+                "api_key.create",
+                actor=actor_name,
+                target=f"{name} ({prefix})",
+                address=address,
+                details={"scopes": scopes, "panel_id": panel_id, "region": region},
+                conn=conn,
+            )
+        return self.get(int(key_id)), f"{KEY_PREFIX}{prefix}_{secret}"
+
+    def get(self, key_id: int) -> dict[str, Any]:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(schema.api_keys).where(schema.api_keys.c.id == key_id)
+            ).first()
+        if row is None:
+            raise NotFoundError(f"API key {key_id} not found")
+        return self._public(dict(row._mapping))
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.id))
+            return [self._public(dict(r._mapping)) for r in rows]
+
+    def revoke(self, key_id: int, *, actor: Principal, address: str | None = None) -> None:
+        record = self.get(key_id)
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(schema.api_keys)
+                .where(schema.api_keys.c.id == key_id, schema.api_keys.c.revoked_ms.is_(None))
+                .values(revoked_ms=_now_ms())
+            )
+            self._audit.record(
+                "api_key.revoke",
+                actor=actor.name,
+                target=f"{record['name']} ({record['prefix']})",
+                address=address,
+                conn=conn,
+            )
+
+    def active(self, key_id: int) -> bool:
+        """Whether a key is still usable (not revoked, not expired)."""
+        try:
+            return bool(self.get(key_id)["active"])
+        except NotFoundError:
+            return False
+
+    def principal(self, token: str) -> Principal:
+        try:
+            _pbk, prefix, secret = token.split("_", 2)
+        except ValueError:
+            raise UnauthorizedError("API key is not valid") from None
+        if not _PREFIX_RE.fullmatch(prefix):  # not one of ours: no database lookup
+            raise UnauthorizedError("API key is not valid")
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(schema.api_keys).where(schema.api_keys.c.prefix == prefix)
+            ).first()
+        now = _now_ms()
+        if (
+            row is None
+            or not hmac.compare_digest(row.key_hash, _hash(secret))
+            or row.revoked_ms is not None
+            or (row.expires_ms is not None and row.expires_ms <= now)
+        ):
+            raise UnauthorizedError("API key is not valid, expired or revoked")
+        self._touch(row.id, now)
+        return key_principal(
+            key_id=row.id,
+            name=row.name,
+            scopes=frozenset(row.scopes.split(",")),
+            panel_id=row.panel_id,
+            region=row.region,
+        )
+
+    def _touch(self, key_id: int, now: int) -> None:
+        with self._lock:
+            if now - self._last_used.get(key_id, 0) < _LAST_USED_EVERY_MS:
+                return
+            self._last_used[key_id] = now
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(schema.api_keys)
+                .where(schema.api_keys.c.id == key_id)
+                .values(last_used_ms=now)
+            )
+
+    @staticmethod
+    def _public(row: dict[str, Any]) -> dict[str, Any]:
+        now = _now_ms()
+        return {
+            "id": row["id"],
+            "name": row["name"],
+            "prefix": row["prefix"],
+            "scopes": row["scopes"].split(","),
+            "panel_id": row["panel_id"],
+            "region": row["region"],
+            "expires_ms": row["expires_ms"],
+            "revoked_ms": row["revoked_ms"],
+            "last_used_ms": row["last_used_ms"],
+            "created_ms": row["created_ms"],
+            "created_by": row["created_by"],
+            "active": row["revoked_ms"] is None
+            and (row["expires_ms"] is None or row["expires_ms"] > now),
+        }

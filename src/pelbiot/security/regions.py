@@ -1,0 +1,44 @@
+"""Panel id -> region, cached briefly: the lookup behind region scoping on every request."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from pelbiot.security.permissions import Principal
+
+_TTL_S = 2.0
+
+
+class PanelDirectory:
+    def __init__(
+        self, load: Callable[[], dict[str, str | None]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._load = load
+        self._clock = clock
+        self._regions: dict[str, str | None] = {}
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def invalidate(self, *_args: object) -> None:
+        with self._lock:
+            self._loaded_at = float("-inf")
+
+    def _current(self) -> dict[str, str | None]:
+        with self._lock:
+            if self._clock() - self._loaded_at < _TTL_S:
+                return self._regions
+        regions = self._load()
+        with self._lock:
+            self._regions, self._loaded_at = regions, self._clock()
+        return regions
+
+    def region(self, panel_id: str) -> str | None:
+        return self._current().get(panel_id)
+
+    def visible(self, principal: Principal | None, panel_id: str) -> bool:
+        """Whether the caller may see this panel (everyone unscoped sees every panel)."""
+        if principal is None or not principal.scoped:
+            return True
+        return principal.sees_panel(panel_id, self.region(panel_id))

@@ -1,0 +1,1 @@
+"""Simulated meters: the pure meter model, the MQTT simulator, the demo site."""

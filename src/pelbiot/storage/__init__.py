@@ -1,0 +1,1 @@
+"""Storage: engines per dialect, tables, every query, Alembic migrations."""

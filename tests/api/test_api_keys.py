@@ -1,0 +1,241 @@
+"""API keys and HTTP ingest: shown once, hashed, scoped, panel-restricted, expiring, revocable."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.support.databases import query
+
+
+def make_key(client: TestClient, scopes: list[str], **extra: Any) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/api-keys", json={"name": f"key-{'-'.join(scopes)}", "scopes": scopes, **extra}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def ingest(client: TestClient, key: str, payload: Any, *, bearer: bool = False) -> Any:
+    headers = {"Authorization": f"Bearer {key}"} if bearer else {"X-API-Key": key}
+    # No user token on these calls: the key alone must be enough (or not).
+    return client.post("/api/v1/ingest", json=payload, headers={"Authorization": "", **headers})
+
+
+def test_ingest_key_stores_single_telemetry_and_batch_readings(client: TestClient) -> None:
+    key = make_key(client, ["ingest"])["key"]
+    assert key.startswith("pbk_")
+    ts = int(time.time()) - 60
+    single = ingest(client, key, {"panel": "gi-1", "metric": "voltage", "value": 230.5, "ts": ts})
+    assert single.status_code == 200, single.text
+    assert single.json() == {"accepted": 1, "rejected": []}
+    telemetry = ingest(
+        client,
+        key,
+        {"panel": "gi-1", "ts": ts + 1, "values": {"current_l1": 15.5, "frequency": 50.01}},
+    )
+    assert telemetry.json() == {"accepted": 2, "rejected": []}
+    batch = ingest(
+        client,
+        key,
+        [
+            {"panel": "gi-2", "metric": "volt", "value": 229.0, "ts": ts},
+            {"panel": "gi-2", "metric": "volt", "value": 229.5, "ts": ts + 1},
+            {"panel": "gi-2", "metric": "volt", "value": "nope", "ts": ts + 2},
+            {"metric": "volt", "value": 1},
+            "not an object",
+        ],
+        bearer=True,  # a key in the bearer header works too
+    )
+    assert batch.status_code == 200
+    result = batch.json()
+    assert result["accepted"] == 2
+    assert [r["index"] for r in result["rejected"]] == [2, 3, 4]
+    assert result["rejected"][1] == {
+        "index": 3,
+        "reason": "bad_item",
+        "detail": 'each reading needs "panel"',
+    }
+
+    # Answered after commit: read back at once.
+    voltage = client.get(
+        "/api/v1/panels/gi-1/readings", params={"metric": "voltage", "start": ts - 10}
+    ).json()
+    assert [p["value"] for p in voltage["series"][0]["points"]] == [230.5]
+    latest = client.get("/api/v1/panels/gi-1/latest").json()["values"]
+    assert latest["frequency"]["value"] == 50.01
+    volts = client.get(
+        "/api/v1/panels/gi-2/readings", params={"metric": "voltage", "start": ts - 10}
+    ).json()
+    assert [p["value"] for p in volts["series"][0]["points"]] == [229.0, 229.5]
+    rejected = client.get("/api/v1/ingest/rejected").json()
+    assert any(r["topic"].endswith("/gi-2/volt") for r in rejected)
+
+
+def test_ingest_refuses_empty_oversized_and_malformed_requests(client: TestClient) -> None:
+    key = make_key(client, ["ingest"])["key"]
+    assert ingest(client, key, []).status_code == 422
+    assert ingest(
+        client, key, [{"panel": "p", "metric": "v", "value": 1}] * 10_001
+    ).status_code in (
+        413,  # larger than PELBIOT_MAX_REQUEST_BYTES (1 MiB) already
+        422,
+    )
+    raw = client.post(
+        "/api/v1/ingest",
+        content=b"{not json",
+        headers={"X-API-Key": key, "Content-Type": "application/json", "Authorization": ""},
+    )
+    assert raw.status_code == 422
+    assert raw.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_read_key_a_revoked_key_and_an_expired_key_cannot_ingest(client: TestClient) -> None:
+    reading = {"panel": "p1", "metric": "voltage", "value": 231.0}
+    read_key = make_key(client, ["read"])["key"]
+    refused = ingest(client, read_key, reading)
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "forbidden"
+    assert ingest(client, read_key + "x", reading).status_code == 401
+    assert ingest(client, "pbk_nope_nope", reading).status_code == 401
+    assert ingest(client, "garbage", reading).status_code == 401
+
+    revoked = make_key(client, ["ingest"])
+    assert ingest(client, revoked["key"], reading).status_code == 200
+    assert client.delete(f"/api/v1/api-keys/{revoked['id']}").status_code == 204
+    gone = ingest(client, revoked["key"], reading)
+    assert gone.status_code == 401
+    assert "revoked" in gone.json()["error"]["message"]
+    assert client.delete("/api/v1/api-keys/99999").status_code == 404
+
+    soon = datetime.now(UTC) + timedelta(seconds=2.5)
+    expiring = make_key(client, ["ingest"], expires_at=soon.isoformat())
+    assert expiring["expires_at"] is not None
+    assert ingest(client, expiring["key"], reading).status_code == 200
+    time.sleep(max(0.0, soon.timestamp() - time.time()) + 0.1)
+    expired = ingest(client, expiring["key"], reading)
+    assert expired.status_code == 401
+    listed = {k["id"]: k for k in client.get("/api/v1/api-keys").json()}
+    assert listed[expiring["id"]]["active"] is False
+    assert listed[revoked["id"]]["active"] is False
+    assert listed[revoked["id"]]["revoked_at"] is not None
+    past = make_key_raw(client, {"name": "old", "scopes": ["ingest"], "expires_at": "2001-01-01"})
+    assert past.status_code == 422
+
+
+def make_key_raw(client: TestClient, body: dict[str, Any]) -> Any:
+    return client.post("/api/v1/api-keys", json=body)
+
+
+def test_a_panel_restricted_key_writes_its_panel_only(client: TestClient) -> None:
+    key = make_key(client, ["ingest"], panel_id="meter-7")["key"]
+    own = ingest(client, key, {"panel": "meter-7", "metric": "voltage", "value": 230.0})
+    assert own.status_code == 200
+    other = ingest(client, key, {"panel": "meter-8", "metric": "voltage", "value": 230.0})
+    assert other.status_code == 403
+    assert "meter-8" in other.json()["error"]["message"]
+    mixed = ingest(
+        client,
+        key,
+        [
+            {"panel": "meter-7", "metric": "voltage", "value": 231.0},
+            {"panel": "meter-8", "metric": "voltage", "value": 231.0},
+        ],
+    )
+    assert mixed.status_code == 403  # all or nothing: nothing of the batch is stored
+    panels = {p["id"] for p in client.get("/api/v1/panels").json()["items"]}
+    assert panels == {"meter-7"}
+    assert [p["value"] for p in _points(client, "meter-7")] == [230.0]
+
+
+def _points(client: TestClient, panel: str) -> list[dict[str, Any]]:
+    body = client.get(f"/api/v1/panels/{panel}/readings", params={"metric": "voltage"}).json()
+    return body["series"][0]["points"] if body["series"] else []
+
+
+def test_a_region_restricted_key_writes_registered_panels_of_its_region(
+    client: TestClient,
+) -> None:
+    client.post("/api/v1/panels", json={"id": "n1", "name": "N1", "region": "North"})
+    client.post("/api/v1/panels", json={"id": "s1", "name": "S1", "region": "South"})
+    key = make_key(client, ["ingest"], region="North")["key"]
+    assert (
+        ingest(client, key, {"panel": "n1", "metric": "voltage", "value": 1.0}).status_code == 200
+    )
+    assert (
+        ingest(client, key, {"panel": "s1", "metric": "voltage", "value": 1.0}).status_code == 403
+    )
+    # A panel that does not exist yet has no region, so a region key may not create it.
+    assert (
+        ingest(client, key, {"panel": "new", "metric": "voltage", "value": 1.0}).status_code == 403
+    )
+
+
+def test_keys_are_shown_once_stored_hashed_and_record_last_use(
+    client: TestClient, database_url: str
+) -> None:
+    created = make_key(client, ["read", "ingest"], region="Bandung")
+    key = created["key"]
+    assert created["scopes"] == ["ingest", "read"]
+    assert created["created_by"] == "root"
+    assert created["last_used_at"] is None
+    listed = client.get("/api/v1/api-keys").json()
+    assert "key" not in listed[0]
+    assert key not in str(listed)
+    stored = query(database_url, "SELECT prefix, key_hash FROM api_keys")
+    assert stored[0][0] == created["prefix"]
+    assert key.split("_")[-1] not in str(stored)
+    assert len(stored[0][1]) == 64  # a SHA-256, never the secret
+
+    used = client.get("/api/v1/panels", headers={"Authorization": "", "X-API-Key": key})
+    assert used.status_code == 200
+    after = client.get("/api/v1/api-keys").json()[0]
+    assert after["last_used_at"] is not None
+    assert after["last_used_at"].endswith("+07:00")
+
+
+def test_key_creation_validation(client: TestClient) -> None:
+    for body in (
+        {"name": "x", "scopes": []},
+        {"name": "x", "scopes": ["root"]},
+        {"name": "", "scopes": ["read"]},
+        {"name": "x", "scopes": ["read"], "panel_id": "a/b"},
+        {"name": "x", "scopes": ["read"], "owner": "me"},
+    ):
+        response = client.post("/api/v1/api-keys", json=body)
+        assert response.status_code == 422, body
+        assert response.json()["error"]["code"] == "invalid_input"
+
+
+def test_a_restricted_admin_key_cannot_reach_beyond_its_restriction(client: TestClient) -> None:
+    """An admin-scope key limited to a region or panel administers panels there; it may not
+    mint unrestricted keys or accounts (that would escape its limit), nor read the audit log."""
+    client.post("/api/v1/panels", json={"id": "n1", "name": "N1", "region": "North"})
+    client.post("/api/v1/panels", json={"id": "s1", "name": "S1", "region": "South"})
+    for restriction in ({"region": "North"}, {"panel_id": "n1"}):
+        key = make_key(client, ["admin"], **restriction)["key"]
+        h = {"Authorization": "", "X-API-Key": key}
+        assert client.get("/api/v1/panels/n1", headers=h).status_code == 200
+        assert client.get("/api/v1/panels/s1", headers=h).status_code == 404
+        assert client.patch("/api/v1/panels/n1", json={"notes": "k"}, headers=h).status_code == 200
+        assert client.delete("/api/v1/panels/s1", headers=h).status_code == 404
+        escape = client.post("/api/v1/api-keys", json={"name": "x", "scopes": ["admin"]}, headers=h)
+        assert escape.status_code == 403, restriction
+        user = {"username": "sneaky", "password": "Sneaky-secret-1", "role": "admin"}
+        assert client.post("/api/v1/users", json=user, headers=h).status_code == 403
+        assert client.get("/api/v1/users", headers=h).status_code == 403
+        assert client.get("/api/v1/audit", headers=h).status_code == 403
+        outside = client.post("/api/v1/panels", json={"id": "x9", "region": "South"}, headers=h)
+        assert outside.status_code == 403
+    panel_key = make_key(client, ["admin"], panel_id="n1")["key"]
+    h = {"Authorization": "", "X-API-Key": panel_key}
+    other = client.post("/api/v1/panels", json={"id": "n2", "region": "North"}, headers=h)
+    assert other.status_code == 403
+    # An unrestricted admin key administers everything.
+    full = {"Authorization": "", "X-API-Key": make_key(client, ["admin"])["key"]}
+    assert client.get("/api/v1/users", headers=full).status_code == 200
+    assert client.get("/api/v1/audit", headers=full).status_code == 200

@@ -1,0 +1,32 @@
+"""Accounts in tests: log a test client in as a user of a given role."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from pelbiot.errors import NotFoundError
+from pelbiot.security.permissions import Role
+
+TEST_PASSWORD = "Test-password-4-pelbiot"
+
+
+def login_as(
+    client: TestClient,
+    username: str,
+    role: Role,
+    *,
+    regions: list[str] | None = None,
+    password: str = TEST_PASSWORD,
+) -> dict[str, str]:
+    """Create the user if needed, log in, and make the client send its bearer token."""
+    users = client.app.state.runtime.users  # type: ignore[attr-defined]
+    try:
+        users.by_name(username)
+    except NotFoundError:
+        users.create(username, password, role, regions=regions)
+    response = client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    client.cookies.clear()
+    headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
+    client.headers.update(headers)
+    return headers
