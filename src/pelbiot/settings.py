@@ -76,6 +76,19 @@ class Settings(BaseSettings):
     mqtt_reconnect_min: float = Field(0.5, gt=0, description="First reconnect delay (s).")
     mqtt_reconnect_max: float = Field(30.0, gt=0, description="Reconnect delay cap (s).")
     topic_prefix: str = Field("panel", description="Topics are `<prefix>/<panel>/<metric>`.")
+    mosquitto_password_file: Path | None = Field(
+        None,
+        description="Mosquitto `password_file` that every `pelbiot device` change rewrites "
+        "(with the ACL file; then reload Mosquitto with SIGHUP).",
+    )
+    mosquitto_acl_file: Path | None = Field(
+        None, description="Mosquitto `acl_file` that every `pelbiot device` change rewrites."
+    )
+    embedded_broker_anonymous: Literal["until_devices", "never"] = Field(
+        "until_devices",
+        description="Embedded broker: `until_devices` lets clients without credentials connect "
+        "until the first device is registered; `never` requires device credentials always.",
+    )
 
     # --- storage ----------------------------------------------------------------------------
     database_url: str | None = Field(

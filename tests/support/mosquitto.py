@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.support.mosquitto_process import MosquittoProcess, find_mosquitto
+from tests.support.waiting import wait_for
 
 
 def mosquitto_binary() -> str:
@@ -20,7 +23,9 @@ def mosquitto_binary() -> str:
 class Mosquitto(MosquittoProcess):
     """Start/stop/restart keep the same port and persistence file, like a real broker restart."""
 
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_settings: Sequence[str] = ()
+    ) -> None:
         super().__init__(
             workdir,
             port=port,
@@ -31,6 +36,8 @@ class Mosquitto(MosquittoProcess):
                 f"persistence_location {workdir}/",
                 "autosave_interval 1",
                 "persistent_client_expiration 1d",
+                # Later lines win: e.g. `allow_anonymous false`, password_file, acl_file.
+                *extra_settings,
             ],
         )
 
@@ -40,6 +47,18 @@ class Mosquitto(MosquittoProcess):
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def reload(self, timeout: float = 10.0) -> None:
+        """SIGHUP: Mosquitto re-reads its password and ACL files (and drops clients whose
+        credentials no longer hold). Returns once its log says it reloaded."""
+        assert self.proc is not None, "not running"
+        before = self.log_text().count("Reloading config")
+        self.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: self.log_text().count("Reloading config") > before, timeout, "a reload")
+
+    def log_text(self) -> str:
+        path = self.workdir / "mosquitto.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
 
 def mosquitto_pub(broker: Mosquitto, topic: str, message: str, qos: int = 1) -> None:

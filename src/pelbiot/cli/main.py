@@ -224,9 +224,11 @@ def _redacted(url: str) -> str:
 
 def _register_account_commands() -> None:
     from pelbiot.cli.accounts import apikey, user
+    from pelbiot.cli.devices import device
 
     main.add_command(user)
     main.add_command(apikey)
+    main.add_command(device)
 
 
 _register_account_commands()

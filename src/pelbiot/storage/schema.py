@@ -146,3 +146,32 @@ audit_log = Table(
     Column("details", Text, nullable=True),  # JSON
     sqlite_autoincrement=True,
 )
+
+# --- device credentials for the broker (issue #9) ------------------------------------------
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),  # the MQTT username
+    Column("password_hash", String(255), nullable=False),  # Mosquitto's $7$ PBKDF2-SHA512
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger, nullable=True),
+    Column("created_by", String(64), nullable=False),
+    sqlite_autoincrement=True,
+)
+
+device_panels = Table(
+    "device_panels",
+    metadata,
+    Column(
+        "device_id",
+        Integer,
+        ForeignKey("devices.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    # No foreign key: a device may be set up before its panel's first reading creates it.
+    Column("panel_id", String(64), primary_key=True),
+)

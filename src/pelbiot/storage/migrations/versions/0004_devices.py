@@ -1,4 +1,4 @@
-"""Device credentials for the broker (issue #9): filled in by the change that needs it.
+"""Device credentials for the broker (issue #9): devices and the panels each may publish for.
 
 Revision ID: 0004
 Revises: 0003
@@ -7,6 +7,9 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0004"
 down_revision = "0003"
 branch_labels = None
@@ -14,8 +17,30 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "devices",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.String(64), nullable=False, unique=True),
+        sa.Column("password_hash", sa.String(255), nullable=False),
+        sa.Column("created_ms", sa.BigInteger, nullable=False),
+        sa.Column("updated_ms", sa.BigInteger, nullable=False),
+        sa.Column("disabled_ms", sa.BigInteger, nullable=True),
+        sa.Column("created_by", sa.String(64), nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_table(
+        "device_panels",
+        sa.Column(
+            "device_id",
+            sa.Integer,
+            sa.ForeignKey("devices.id", ondelete="CASCADE"),
+            primary_key=True,
+            autoincrement=False,
+        ),
+        sa.Column("panel_id", sa.String(64), primary_key=True),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("device_panels")
+    op.drop_table("devices")
