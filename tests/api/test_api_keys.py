@@ -239,3 +239,166 @@ def test_a_restricted_admin_key_cannot_reach_beyond_its_restriction(client: Test
     full = {"Authorization": "", "X-API-Key": make_key(client, ["admin"])["key"]}
     assert client.get("/api/v1/users", headers=full).status_code == 200
     assert client.get("/api/v1/audit", headers=full).status_code == 200
+
+
+# -- a key acts with at most its creator's current rights (#9) ----------------------------------
+
+
+def _user_key(client: TestClient, username: str, role: str, scopes: list[str]) -> tuple[int, str]:
+    """A user of ``role`` (made by root) creates a key; returns (user id, key)."""
+    password = "Key-owner-pass-42"
+    made = client.post(
+        "/api/v1/users", json={"username": username, "password": password, "role": role}
+    )
+    assert made.status_code == 201, made.text
+    token = client.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": password},
+        headers={"Authorization": ""},
+    ).json()["access_token"]
+    created = client.post(
+        "/api/v1/api-keys",
+        json={"name": f"{username}-key", "scopes": scopes},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert created.status_code == 201, created.text
+    return int(made.json()["id"]), str(created.json()["key"])
+
+
+def test_disabling_the_creator_suspends_the_key_until_re_enabled(client: TestClient) -> None:
+    user_id, key = _user_key(client, "kadmin", "admin", ["ingest", "read"])
+    h = {"Authorization": "", "X-API-Key": key}
+    assert client.get("/api/v1/panels", headers=h).status_code == 200
+    assert client.patch(f"/api/v1/users/{user_id}", json={"disabled": True}).status_code == 200
+    suspended = client.get("/api/v1/panels", headers=h)
+    assert suspended.status_code == 401
+    assert "suspended" in suspended.json()["error"]["message"]
+    assert "disabled" in suspended.json()["error"]["message"]
+    assert ingest(client, key, {"panel": "p1", "values": {"voltage": 230}}).status_code == 401
+    assert client.patch(f"/api/v1/users/{user_id}", json={"disabled": False}).status_code == 200
+    assert client.get("/api/v1/panels", headers=h).status_code == 200
+
+
+def test_demoting_the_creator_narrows_the_key_at_once(client: TestClient) -> None:
+    user_id, key = _user_key(client, "kboss", "admin", ["admin"])
+    h = {"Authorization": "", "X-API-Key": key}
+    assert client.get("/api/v1/users", headers=h).status_code == 200
+    assert client.patch(f"/api/v1/users/{user_id}", json={"role": "viewer"}).status_code == 200
+    # The very next request: the key has the viewer's rights at most.
+    assert client.get("/api/v1/users", headers=h).status_code == 403
+    assert client.get("/api/v1/audit", headers=h).status_code == 403
+    assert (
+        client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["admin"]}, headers=h
+        ).status_code
+        == 403
+    )
+    assert ingest(client, key, {"panel": "p1", "values": {"voltage": 230}}).status_code == 403
+    assert client.get("/api/v1/panels", headers=h).status_code == 200  # viewers read
+
+
+def test_a_region_limit_on_the_creator_limits_the_key(client: TestClient) -> None:
+    client.post("/api/v1/panels", json={"id": "n1", "name": "N1", "region": "North"})
+    client.post("/api/v1/panels", json={"id": "s1", "name": "S1", "region": "South"})
+    user_id, key = _user_key(client, "kop", "admin", ["read"])
+    south_key = client.post(
+        "/api/v1/api-keys", json={"name": "south", "scopes": ["read"], "region": "South"}
+    ).json()
+    h = {"Authorization": "", "X-API-Key": key}
+
+    def visible(headers: dict[str, str]) -> set[str]:
+        response = client.get("/api/v1/panels", headers=headers)
+        assert response.status_code == 200, response.text
+        return {p["id"] for p in response.json()["items"]}
+
+    assert visible(h) == {"n1", "s1"}
+    demoted = client.patch(
+        f"/api/v1/users/{user_id}", json={"role": "operator", "regions": ["North"]}
+    )
+    assert demoted.status_code == 200
+    assert visible(h) == {"n1"}
+    assert client.get("/api/v1/panels/s1", headers=h).status_code == 404
+    # root's South key is not touched by another user's change.
+    assert visible({"Authorization": "", "X-API-Key": south_key["key"]}) == {"s1"}
+
+
+def test_a_key_limited_to_a_region_its_creator_lost_sees_nothing(client: TestClient) -> None:
+    client.post("/api/v1/panels", json={"id": "s1", "name": "S1", "region": "South"})
+    password = "Key-owner-pass-42"
+    made = client.post(
+        "/api/v1/users", json={"username": "kreg", "password": password, "role": "admin"}
+    ).json()
+    token = client.post(
+        "/api/v1/auth/login",
+        json={"username": "kreg", "password": password},
+        headers={"Authorization": ""},
+    ).json()["access_token"]
+    key = client.post(
+        "/api/v1/api-keys",
+        json={"name": "s", "scopes": ["read"], "region": "South"},
+        headers={"Authorization": f"Bearer {token}"},
+    ).json()["key"]
+    h = {"Authorization": "", "X-API-Key": key}
+    assert [p["id"] for p in client.get("/api/v1/panels", headers=h).json()["items"]] == ["s1"]
+    client.patch(f"/api/v1/users/{made['id']}", json={"role": "viewer", "regions": ["North"]})
+    assert client.get("/api/v1/panels", headers=h).json()["items"] == []
+
+
+def test_a_key_made_with_a_key_keeps_the_users_bound(client: TestClient) -> None:
+    user_id, admin_key = _user_key(client, "kchain", "admin", ["admin"])
+    child = client.post(
+        "/api/v1/api-keys",
+        json={"name": "child", "scopes": ["admin"]},
+        headers={"Authorization": "", "X-API-Key": admin_key},
+    )
+    assert child.status_code == 201
+    h = {"Authorization": "", "X-API-Key": child.json()["key"]}
+    client.patch(f"/api/v1/users/{user_id}", json={"disabled": True})
+    assert client.get("/api/v1/panels", headers=h).status_code == 401
+
+
+def test_cli_keys_keep_their_own_scopes(client: TestClient) -> None:
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    _record, key = runtime.api_keys.create(name="gateway", scopes=["admin"], actor="cli")
+    h = {"Authorization": "", "X-API-Key": key}
+    assert client.get("/api/v1/users", headers=h).status_code == 200
+    assert query(
+        runtime.settings.effective_database_url, "SELECT created_by_user_id FROM api_keys"
+    ) == [(None,)]
+
+
+def test_an_empty_region_is_refused_not_unrestricted(client: TestClient) -> None:
+    for region in ("", "   "):
+        response = client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["read"], "region": region}
+        )
+        assert response.status_code == 422, region
+        assert response.json()["error"]["code"] == "invalid_input"
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    try:
+        runtime.api_keys.create(name="x", scopes=["read"], actor="cli", region="")
+    except Exception as exc:  # the CLI path must refuse too
+        assert "region" in str(exc)
+    else:
+        raise AssertionError("an empty region was accepted by the CLI path")
+    assert client.get("/api/v1/api-keys").json() == []
+
+
+def test_extreme_expiry_dates_are_422_not_500(client: TestClient) -> None:
+    for stamp in ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59", "2200-01-01T00:00:00+14:00"):
+        response = client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["read"], "expires_at": stamp}
+        )
+        assert response.status_code == 422, (stamp, response.text)
+        assert "2200" in response.text
+    for stamp in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00+07:00"):
+        response = client.post(
+            "/api/v1/api-keys", json={"name": "x", "scopes": ["read"], "expires_at": stamp}
+        )
+        assert response.status_code == 422, (stamp, response.text)
+        assert "future" in response.json()["error"]["message"]
+    fine = client.post(
+        "/api/v1/api-keys",
+        json={"name": "x", "scopes": ["read"], "expires_at": "2199-12-31T00:00:00+07:00"},
+    )
+    assert fine.status_code == 201, fine.text

@@ -6,12 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Request, Response, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pelbiot.api.deps import MAX_ROW_ID, PrincipalDep, RuntimeDep, client_address
 from pelbiot.api.timefmt import iso
 
 router = APIRouter(prefix="/api-keys", tags=["api-keys"])
+
+_LATEST_EXPIRY = datetime(2200, 1, 1)  # compared with the wall-clock part only
 
 
 class KeyCreate(BaseModel):
@@ -22,8 +24,24 @@ class KeyCreate(BaseModel):
     panel_id: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$", description="restrict to one panel"
     )
-    region: str | None = Field(None, max_length=100, description="restrict to one region")
-    expires_at: datetime | None = Field(None, description="ISO 8601 with offset")
+    region: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        pattern=r"\S",
+        description="restrict to one region (leave out for every region; never empty)",
+    )
+    expires_at: datetime | None = Field(
+        None, description="ISO 8601 with offset, before 2200; leave out for no expiry"
+    )
+
+    @field_validator("expires_at")
+    @classmethod
+    def _bounded(cls, value: datetime | None) -> datetime | None:
+        # Far dates overflowed when shown in the site zone (year 10000): a 500, now a 422.
+        if value is not None and value.replace(tzinfo=None) >= _LATEST_EXPIRY:
+            raise ValueError("expires_at must be before 2200-01-01; leave it out for no expiry")
+        return value
 
 
 class KeyPublic(BaseModel):

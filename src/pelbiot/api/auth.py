@@ -2,12 +2,12 @@
 
 API clients use the JSON tokens (bearer access token, refresh token). Browsers get the same
 tokens as cookies: HttpOnly and SameSite=Strict, plus a readable CSRF cookie whose value must be
-echoed in the X-CSRF-Token header of every cookie-authenticated write.
+echoed in the X-CSRF-Token header of every cookie-authenticated write, logout included. The CSRF
+value is bound to the session (an HMAC of its id), so one session's value fails for another.
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request, Response
@@ -16,13 +16,15 @@ from pydantic import BaseModel, Field
 from pelbiot.api.deps import (
     ACCESS_COOKIE,
     CSRF_COOKIE,
+    CSRF_HEADER,
+    CSRF_REFUSED,
     REFRESH_COOKIE,
     MaybePrincipalDep,
     PrincipalDep,
     RuntimeDep,
     client_address,
 )
-from pelbiot.errors import UnauthorizedError
+from pelbiot.errors import ForbiddenError, UnauthorizedError
 from pelbiot.security.permissions import ROLE_PERMISSIONS, Role
 from pelbiot.security.sessions import Tokens
 
@@ -91,7 +93,7 @@ def _set_cookies(request: Request, response: Response, runtime: RuntimeDep, toke
     )
     response.set_cookie(
         CSRF_COOKIE,
-        secrets.token_urlsafe(24),
+        runtime.sessions.csrf_token(tokens.session_id),
         max_age=refresh_age,
         httponly=False,
         secure=secure,
@@ -154,7 +156,13 @@ def logout(
     if principal is not None and principal.session_id:
         runtime.sessions.logout(principal.session_id, actor=principal.name, address=address)
     else:
-        token = (body.refresh_token if body else None) or request.cookies.get(REFRESH_COOKIE)
+        token = body.refresh_token if body else None
+        if not token and (token := request.cookies.get(REFRESH_COOKIE)):
+            # A cookie is sent by the browser on its own: logging out with it needs the CSRF
+            # header of that session, like every other cookie-authenticated write.
+            session_id = token.partition(".")[0]
+            if not runtime.sessions.csrf_matches(session_id, request.headers.get(CSRF_HEADER, "")):
+                raise ForbiddenError(CSRF_REFUSED)
         if token:
             runtime.sessions.logout_refresh(token, address=address)
     _clear_cookies(response)

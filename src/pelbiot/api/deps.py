@@ -14,7 +14,6 @@ document (``/docs`` shows them behind its Authorize button); which operations ne
 from __future__ import annotations
 
 import copy
-import hmac
 from typing import Annotated, Any
 
 import orjson
@@ -53,6 +52,9 @@ REFRESH_COOKIE = "pelbiot_refresh"
 CSRF_COOKIE = "pelbiot_csrf"
 CSRF_HEADER = "x-csrf-token"
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Public writes that still act on the cookie's session, so need the CSRF header with it.
+_CSRF_PUBLIC = frozenset({"/api/v1/auth/logout"})
+CSRF_REFUSED = "missing or wrong CSRF token (send the X-CSRF-Token header)"
 _MISSING = object()
 
 
@@ -216,11 +218,13 @@ def _check(connection: HTTPConnection, runtime: Runtime) -> Principal | None:
         wait = limits.per_key.hit(str(principal.key_id))
         if wait:
             raise RateLimitedError("too many requests with this API key", retry_after=wait)
-    if from_cookie and method in _UNSAFE and rule is not PUBLIC:
+    if from_cookie and method in _UNSAFE and (rule is not PUBLIC or path in _CSRF_PUBLIC):
+        # The token is bound to the session (an HMAC of its id), not merely double-submitted.
         sent = connection.headers.get(CSRF_HEADER, "")
-        expected = connection.cookies.get(CSRF_COOKIE, "")
-        if not expected or not hmac.compare_digest(sent, expected):
-            raise ForbiddenError("missing or wrong CSRF token (send the X-CSRF-Token header)")
+        if principal is None or not principal.session_id:
+            raise ForbiddenError(CSRF_REFUSED)
+        if not runtime.sessions.csrf_matches(principal.session_id, sent):
+            raise ForbiddenError(CSRF_REFUSED)
     if principal is None and runtime.settings.anonymous_read:
         principal = ANONYMOUS_VIEWER
     if rule is PUBLIC:

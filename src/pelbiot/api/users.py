@@ -13,7 +13,8 @@ from pelbiot.security.permissions import Role
 
 router = APIRouter(prefix="/users", tags=["users"])
 
-Region = str
+# An empty region name once meant "unrestricted" for keys: refused everywhere (422).
+Region = Annotated[str, Field(min_length=1, max_length=100, pattern=r"\S")]
 UserId = Annotated[int, Path(ge=1, le=MAX_ROW_ID)]
 
 

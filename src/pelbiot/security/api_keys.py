@@ -6,8 +6,10 @@ SHA-256 (keys are long random strings, so a slow hash adds nothing but latency o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import json
 import logging
 import re
 import secrets
@@ -19,7 +21,14 @@ from sqlalchemy import Engine, insert, select, update
 
 from pelbiot.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from pelbiot.security.audit import AuditLog
-from pelbiot.security.permissions import SCOPES, Principal, key_principal
+from pelbiot.security.permissions import (
+    ROLE_PERMISSIONS,
+    SCOPES,
+    UNSCOPED_PERMISSIONS,
+    Principal,
+    Role,
+    key_principal,
+)
 from pelbiot.storage import schema
 
 logger = logging.getLogger(__name__)
@@ -39,6 +48,20 @@ def _hash(secret: str) -> str:
 
 def looks_like_key(token: str) -> bool:
     return token.startswith(KEY_PREFIX) and token.count("_") >= 2
+
+
+def bounded_by_owner(key: Principal, role: Role, raw_regions: str | None) -> Principal:
+    """A key acts with at most its owner's current rights: the permissions both have, and the
+    regions both may see (an owner limited to regions limits the key to them; a key region
+    outside them leaves it seeing nothing)."""
+    perms = key.permissions & ROLE_PERMISSIONS[role]
+    regions = key.regions
+    if role in (Role.OPERATOR, Role.VIEWER) and raw_regions is not None:
+        owner_regions = frozenset(json.loads(raw_regions))
+        regions = owner_regions if regions is None else regions & owner_regions
+    if regions is not None:
+        perms -= UNSCOPED_PERMISSIONS
+    return dataclasses.replace(key, permissions=frozenset(perms), regions=regions)
 
 
 class ApiKeys:
@@ -65,12 +88,16 @@ class ApiKeys:
             raise InvalidInputError(
                 f"scopes must be a non-empty subset of {list(SCOPES)}", details={"scopes": bad}
             )
+        if region is not None and not region.strip():
+            # "" once read as "no restriction": a key is limited to a real region or to none.
+            raise InvalidInputError("region must not be empty", details={"field": "region"})
         if expires_ms is not None and expires_ms <= _now_ms():
             raise InvalidInputError("expires_at must be in the future")
         prefix = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         actor_name = actor if isinstance(actor, str) else actor.name
         with self._engine.begin() as conn:
+            owner = self._owner_of(conn, actor)
             key_id = conn.execute(
                 insert(schema.api_keys).values(
                     name=name,
@@ -82,6 +109,7 @@ class ApiKeys:
                     expires_ms=expires_ms,
                     created_ms=_now_ms(),
                     created_by=actor_name[:64],
+                    created_by_user_id=owner,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
             self._audit.record(
@@ -93,6 +121,23 @@ class ApiKeys:
                 conn=conn,
             )
         return self.get(int(key_id)), f"{KEY_PREFIX}{prefix}_{secret}"
+
+    @staticmethod
+    def _owner_of(conn: Any, actor: Principal | str) -> int | None:
+        """The user whose rights bound a new key: the creating user, or for a key made with a
+        key that key's own owner (a key cannot launder its owner away); None for the CLI."""
+        if isinstance(actor, str):
+            return None
+        if actor.user_id is not None:
+            return actor.user_id
+        if actor.key_id is not None:
+            owner: int | None = conn.execute(
+                select(schema.api_keys.c.created_by_user_id).where(
+                    schema.api_keys.c.id == actor.key_id
+                )
+            ).scalar_one_or_none()
+            return owner
+        return None
 
     def get(self, key_id: int) -> dict[str, Any]:
         with self._engine.connect() as conn:
@@ -138,9 +183,24 @@ class ApiKeys:
             raise UnauthorizedError("API key is not valid") from None
         if not _PREFIX_RE.fullmatch(prefix):  # not one of ours: no database lookup
             raise UnauthorizedError("API key is not valid")
+        users = schema.users.c
         with self._engine.connect() as conn:
+            # The owner's role, regions and state are read with the key on every request, so a
+            # demotion or a disable applies to the very next call.
             row = conn.execute(
-                select(schema.api_keys).where(schema.api_keys.c.prefix == prefix)
+                select(
+                    schema.api_keys,
+                    users.id.label("owner_id"),
+                    users.role.label("owner_role"),
+                    users.regions.label("owner_regions"),
+                    users.disabled.label("owner_disabled"),
+                )
+                .select_from(
+                    schema.api_keys.outerjoin(
+                        schema.users, users.id == schema.api_keys.c.created_by_user_id
+                    )
+                )
+                .where(schema.api_keys.c.prefix == prefix)
             ).first()
         now = _now_ms()
         if (
@@ -150,14 +210,19 @@ class ApiKeys:
             or (row.expires_ms is not None and row.expires_ms <= now)
         ):
             raise UnauthorizedError("API key is not valid, expired or revoked")
+        if row.created_by_user_id is not None and (row.owner_id is None or row.owner_disabled):
+            raise UnauthorizedError("API key is suspended: the account that created it is disabled")
         self._touch(row.id, now)
-        return key_principal(
+        principal = key_principal(
             key_id=row.id,
             name=row.name,
             scopes=frozenset(row.scopes.split(",")),
             panel_id=row.panel_id,
             region=row.region,
         )
+        if row.created_by_user_id is None:
+            return principal  # made by the CLI: its own scopes are its whole rights
+        return bounded_by_owner(principal, Role(row.owner_role), row.owner_regions)
 
     def _touch(self, key_id: int, now: int) -> None:
         with self._lock:

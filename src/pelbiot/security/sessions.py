@@ -8,6 +8,7 @@ refresh rotates it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import logging
@@ -25,7 +26,7 @@ from pelbiot.security.audit import AuditLog
 from pelbiot.security.lockout import Lockout
 from pelbiot.security.passwords import Passwords
 from pelbiot.security.permissions import Principal, Role, user_principal
-from pelbiot.security.users import Users, now_ms, regions_in
+from pelbiot.security.users import Users, by_username, now_ms, regions_in
 from pelbiot.settings import Settings
 from pelbiot.storage import schema
 
@@ -71,13 +72,21 @@ class Sessions:
         self._signing_key = hashlib.sha256(
             b"pelbiot-access-token:" + settings.secret_key.encode()
         ).digest()
+        self._csrf_key = hashlib.sha256(b"pelbiot-csrf:" + settings.secret_key.encode()).digest()
+
+    def csrf_token(self, session_id: str) -> str:
+        """The CSRF token of a session: an HMAC of its id, so a token lifted from one session
+        (or minted by an attacker who can plant cookies) is worthless for any other."""
+        mac = hmac.new(self._csrf_key, session_id.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def csrf_matches(self, session_id: str, sent: str) -> bool:
+        return bool(sent) and hmac.compare_digest(sent, self.csrf_token(session_id))
 
     def login(self, username: str, password: str, *, address: str) -> Tokens:
         self._lockout.admit(username, address)
         with self._engine.connect() as conn:
-            found = conn.execute(
-                select(schema.users).where(schema.users.c.username == username)
-            ).first()
+            found = conn.execute(select(schema.users).where(by_username(username))).first()
         row = dict(found._mapping) if found else None
         good = self._passwords.verify(row["password_hash"] if row else None, password)
         now = now_ms()
@@ -137,30 +146,61 @@ class Sessions:
         return Tokens(access, f"{session_id}.{secret}", ttl, session_id, expired)
 
     def refresh(self, refresh_token: str, *, address: str) -> Tokens:
+        """Rotate the refresh token. Presenting the secret a rotation already replaced means two
+        parties hold the token (one stole it): the session is ended for both, audited as
+        ``session.reuse``."""
         session_id, _, secret = refresh_token.partition(".")
+        presented = _sha256(secret)
         now = now_ms()
+        c = schema.sessions.c
         with self._engine.begin() as conn:
             found = conn.execute(
-                select(schema.sessions, schema.users)
-                .join(schema.users, schema.users.c.id == schema.sessions.c.user_id)
-                .where(schema.sessions.c.id == session_id)
+                select(schema.sessions, schema.users.c.username, schema.users.c.disabled)
+                .join(schema.users, schema.users.c.id == c.user_id)
+                .where(c.id == session_id)
             ).first()
-            if (
-                found is None
-                or found.revoked_ms is not None
-                or found.expires_ms < now
-                or found.disabled
-                or not hmac.compare_digest(found.refresh_hash, _sha256(secret))
-            ):
+            if found is None or found.revoked_ms is not None:
                 raise UnauthorizedError("refresh token is not valid; log in again")
-            new_secret = secrets.token_urlsafe(32)
-            conn.execute(
-                update(schema.sessions)
-                .where(schema.sessions.c.id == session_id)
-                .values(refresh_hash=_sha256(new_secret))
-            )
-            user = self._users.row(found.user_id)
-        return self._tokens(user, session_id, new_secret)
+            current = hmac.compare_digest(found.refresh_hash, presented)
+            if not current:
+                reused = found.previous_refresh_hash is not None and hmac.compare_digest(
+                    found.previous_refresh_hash, presented
+                )
+                if reused:
+                    self._end_reused(conn, session_id, found.username, address)
+            elif found.expires_ms >= now and not found.disabled:
+                new_secret = secrets.token_urlsafe(32)
+                # Conditional on the secret still being current: of two parallel refreshes with
+                # one token, one wins and the other counts as a reuse.
+                rotated = conn.execute(
+                    update(schema.sessions)
+                    .where(c.id == session_id, c.refresh_hash == presented)
+                    .values(refresh_hash=_sha256(new_secret), previous_refresh_hash=presented)
+                ).rowcount
+                if rotated == 1:
+                    user = self._users.row(found.user_id)
+                    return self._tokens(user, session_id, new_secret)
+                self._end_reused(conn, session_id, found.username, address)
+        raise UnauthorizedError("refresh token is not valid; log in again")
+
+    def _end_reused(self, conn: Any, session_id: str, username: str, address: str) -> None:
+        conn.execute(
+            update(schema.sessions)
+            .where(schema.sessions.c.id == session_id)
+            .values(revoked_ms=now_ms())
+        )
+        self._audit.record(
+            "session.reuse",
+            actor=username,
+            target=username,
+            address=address,
+            success=False,
+            details={"reason": "a rotated refresh token was presented again; session ended"},
+            conn=conn,
+        )
+        logger.warning(
+            "refresh token of %r reused from %s: session ended (token stolen?)", username, address
+        )
 
     def logout(self, session_id: str, *, actor: str, address: str) -> None:
         with self._engine.begin() as conn:

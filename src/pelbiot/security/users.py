@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from pelbiot.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
@@ -27,11 +28,19 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def by_username(username: str) -> ColumnElement[bool]:
+    """Usernames match ignoring case (they are unique ignoring case, migration 0003)."""
+    return func.lower(schema.users.c.username) == username.lower()
+
+
 def regions_in(raw: str | None) -> frozenset[str] | None:
     return None if raw is None else frozenset(json.loads(raw))
 
 
 def regions_out(regions: list[str] | None) -> str | None:
+    if regions is not None and any(not r.strip() for r in regions):
+        # An empty name would read as "no restriction" somewhere down the line: refuse it.
+        raise InvalidInputError("regions: names must not be empty", details={"field": "regions"})
     return None if regions is None else json.dumps(sorted(set(regions)))
 
 
@@ -50,6 +59,16 @@ class Users:
         self._audit = audit
         self._passwords = passwords
         self._lockout = lockout
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_change(self, callback: Callable[[int], None]) -> None:
+        """Called with the user id after a committed change of role, regions, disabled or
+        password (open live feeds re-check their rights at once)."""
+        self._listeners.append(callback)
+
+    def _changed(self, user_id: int) -> None:
+        for callback in self._listeners:
+            callback(user_id)
 
     def count(self) -> int:
         with self._engine.connect() as conn:
@@ -65,9 +84,7 @@ class Users:
 
     def by_name(self, username: str) -> dict[str, Any]:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(schema.users).where(schema.users.c.username == username)
-            ).first()
+            row = conn.execute(select(schema.users).where(by_username(username))).first()
         if row is None:
             raise NotFoundError(f"user {username!r} not found")
         return self.public(dict(row._mapping))
@@ -145,7 +162,9 @@ class Users:
                     conn=conn,
                 )
         except IntegrityError:
-            raise ConflictError(f"user {username!r} already exists") from None
+            raise ConflictError(
+                f"user {username!r} already exists (usernames are unique ignoring case)"
+            ) from None
         return self.get(int(user_id))
 
     def update(
@@ -189,6 +208,7 @@ class Users:
                 details={k: changes[k] for k in ("role", "regions", "disabled") if k in changes},
                 conn=conn,
             )
+        self._changed(user_id)
         return self.get(user_id)
 
     def unlock(self, user_id: int, *, actor: Principal | None, address: str | None = None) -> None:
@@ -261,8 +281,9 @@ class Users:
                     user_id=user_id, password_hash=hashed, created_ms=now
                 )
             )
-            if not own:
-                revoke_user_sessions(conn, user_id)
+            # A reset ends every session; changing your own keeps only the one you did it from
+            # (whoever else held a session of yours, refresh token included, is logged out).
+            revoke_user_sessions(conn, user_id, keep=actor.session_id if own and actor else None)
             self._audit.record(
                 "user.password" if own else "user.password_reset",
                 actor=actor.name if actor else "cli",
@@ -270,3 +291,4 @@ class Users:
                 address=address,
                 conn=conn,
             )
+        self._changed(user_id)

@@ -16,12 +16,14 @@ from sqlalchemy import (
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 metadata = MetaData()
@@ -93,6 +95,19 @@ users = Table(
     Column("updated_ms", BigInteger, nullable=False),
     sqlite_autoincrement=True,
 )
+# Usernames are unique ignoring case (migration 0003); login matches them ignoring case.
+Index("uq_users_username_lower", func.lower(users.c.username), unique=True)
+
+# Failed logins per (account, address): lockout and back-off hit the guessing address only.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_ms", BigInteger, nullable=False),
+    Column("locked_until_ms", BigInteger, nullable=True),
+)
 
 password_history = Table(
     "password_history",
@@ -109,6 +124,8 @@ sessions = Table(
     Column("id", String(64), primary_key=True),
     Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("refresh_hash", String(128), nullable=False),
+    # The secret the last rotation replaced: presenting it again means the token was stolen.
+    Column("previous_refresh_hash", String(128), nullable=True),
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),
@@ -130,6 +147,8 @@ api_keys = Table(
     Column("last_used_ms", BigInteger, nullable=True),
     Column("created_ms", BigInteger, nullable=False),
     Column("created_by", String(64), nullable=False),
+    # The user whose current rights bound the key; NULL = made by the CLI (own scopes only).
+    Column("created_by_user_id", Integer, nullable=True),
     sqlite_autoincrement=True,
 )
 
