@@ -9,15 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import signal
 from collections.abc import Callable, Generator
+from urllib.parse import quote
 
 import uvicorn
 
 from pelbiot.app import create_app
 from pelbiot.ingest.broker import EmbeddedBroker
+from pelbiot.ingest.broker_auth import BrokerGate
+from pelbiot.security.audit import AuditLog
+from pelbiot.security.devices import Devices
 from pelbiot.settings import Settings
+from pelbiot.sim.demo_site import DEMO_DEVICE, demo_device_password
+from pelbiot.sim.meter_model import make_panels
 from pelbiot.sim.simulator import SimulatorConfig, run_simulator
+from pelbiot.storage.db import make_engine
+from pelbiot.storage.migrations import upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +49,10 @@ async def run_process(
     """Serve until SIGTERM/SIGINT. With ``embedded_broker_port`` an amqtt broker is started and
     ``settings.mqtt_url`` is pointed at it; with ``simulator`` simulated meters publish to it."""
     async with contextlib.AsyncExitStack() as stack:
+        simulator_url = settings.mqtt_url
         if embedded_broker_port is not None:
-            broker = await stack.enter_async_context(
-                EmbeddedBroker("127.0.0.1", embedded_broker_port)
-            )
-            # amqtt speaks MQTT 3.1.1 only: an MQTT 5 CONNECT would never be answered.
-            settings = settings.model_copy(
-                update={"mqtt_url": broker.url, "mqtt_protocol": "3.1.1"}
+            settings, simulator_url = await _start_embedded_broker(
+                stack, settings, embedded_broker_port, simulator
             )
         config = uvicorn.Config(
             create_app(settings),
@@ -72,9 +78,9 @@ async def run_process(
                 await asyncio.sleep(0.05)
             if server.started:
                 if simulator is not None:
-                    assert settings.mqtt_url is not None
+                    assert simulator_url is not None
                     sim_task = group.create_task(
-                        run_simulator(simulator, settings.mqtt_url, stop), name="simulator"
+                        run_simulator(simulator, simulator_url, stop), name="simulator"
                     )
                 if on_ready is not None:
                     on_ready(settings)
@@ -88,3 +94,48 @@ async def run_process(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
     logger.info("PELBIOT stopped")
+
+
+async def _start_embedded_broker(
+    stack: contextlib.AsyncExitStack,
+    settings: Settings,
+    port: int,
+    simulator: SimulatorConfig | None,
+) -> tuple[Settings, str]:
+    """Start amqtt with the device registry enforced; return the settings pointed at it (with
+    PELBIOT's own per-start ingest credentials) and the simulator's URL (its device's)."""
+    engine = make_engine(settings.effective_database_url)
+    stack.callback(engine.dispose)
+    await asyncio.to_thread(upgrade, engine)
+    devices = Devices(engine, AuditLog(engine))
+    ingest_user = settings.mqtt_username or "pelbiot"
+    ingest_password = settings.mqtt_password or secrets.token_urlsafe(24)
+    gate = BrokerGate(
+        lambda: (devices.credentials(), devices.count()),
+        ingest_user=ingest_user,
+        ingest_password=ingest_password,
+        prefix=settings.topic_prefix,
+        anonymous=settings.embedded_broker_anonymous,
+    )
+    password = None
+    if simulator is not None:
+        # Before the broker starts: a fresh demo is never open to clients without credentials.
+        panel_ids = [
+            spec.panel_id
+            for spec in make_panels(simulator.panels, simulator.seed, simulator.panel_prefix)
+        ]
+        password = await asyncio.to_thread(demo_device_password, devices, panel_ids)
+    broker = await stack.enter_async_context(EmbeddedBroker("127.0.0.1", port, gate=gate))
+    simulator_url = broker.url
+    if password is not None:
+        simulator_url = f"mqtt://{DEMO_DEVICE}:{quote(password, safe='')}@{broker.host}:{port}"
+    # amqtt speaks MQTT 3.1.1 only: an MQTT 5 CONNECT would never be answered.
+    updated = settings.model_copy(
+        update={
+            "mqtt_url": broker.url,
+            "mqtt_protocol": "3.1.1",
+            "mqtt_username": ingest_user,
+            "mqtt_password": ingest_password,
+        }
+    )
+    return updated, simulator_url

@@ -8,6 +8,7 @@ import secrets
 
 from pelbiot.errors import ConflictError, NotFoundError
 from pelbiot.security.audit import AuditLog
+from pelbiot.security.devices import Devices
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import account_services
 from pelbiot.settings import Settings
@@ -80,3 +81,18 @@ def demo_admin_password(settings: Settings) -> str:
     finally:
         engine.dispose()
     return password
+
+
+DEMO_DEVICE = "demo-simulator"
+
+
+def demo_device_password(devices: Devices, panel_ids: list[str]) -> str:
+    """The simulator's own device credentials: created (or re-keyed, re-enabled and given the
+    current panels) at every demo start; the password lives only in this process."""
+    try:
+        devices.get(DEMO_DEVICE)
+    except NotFoundError:
+        return devices.create(DEMO_DEVICE, panel_ids, actor="demo")[1]
+    devices.set_panels(DEMO_DEVICE, panel_ids, actor="demo")
+    devices.set_disabled(DEMO_DEVICE, False, actor="demo")
+    return devices.set_password(DEMO_DEVICE, actor="demo")

@@ -1,0 +1,181 @@
+"""Device credentials the embedded (amqtt) broker enforces, from the device registry.
+
+Before issue #9 the embedded broker let any client write any panel: here a device publishes to
+its own panel (stored), to another panel (dropped, never stored), with a wrong password
+(refused), without credentials once devices exist (refused), and after being disabled (refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pelbiot.ingest.broker import free_port
+from pelbiot.ingest.broker_auth import BrokerGate
+from pelbiot.security.audit import AuditLog
+from pelbiot.security.devices import Devices
+from pelbiot.storage.db import make_engine
+from pelbiot.storage.migrations import upgrade
+from pelbiot.storage.store import Store
+from tests.support.device_clients import publish_as
+from tests.support.embedded_broker import embedded_broker
+from tests.support.waiting import wait_for
+
+ClientFactory = Callable[..., AbstractContextManager[TestClient]]
+INGEST = ("pelbiot", "ingest-secret-0123456789")
+
+
+@pytest.fixture
+def devices(database_url: str) -> Iterator[Devices]:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    try:
+        yield Devices(engine, AuditLog(engine))
+    finally:
+        engine.dispose()
+
+
+def _gate(devices: Devices, prefix: str, anonymous: str = "until_devices") -> BrokerGate:
+    return BrokerGate(
+        lambda: (devices.credentials(), devices.count()),
+        ingest_user=INGEST[0],
+        ingest_password=INGEST[1],
+        prefix=prefix,
+        anonymous=anonymous,
+    )
+
+
+def _latest(client: TestClient) -> dict[str, Any]:
+    return {row["panel_id"]: row["values"] for row in client.get("/api/v1/latest").json()}
+
+
+def _connected(client: TestClient) -> bool:
+    return bool(client.get("/api/v1/ingest/status").json()["broker"]["connected"])
+
+
+def _ingest_client(make_client: ClientFactory, url: str) -> AbstractContextManager[TestClient]:
+    return make_client(
+        mqtt_url=url, mqtt_protocol="3.1.1", mqtt_username=INGEST[0], mqtt_password=INGEST[1]
+    )
+
+
+def test_embedded_broker_enforces_device_credentials_and_panels(
+    make_client: ClientFactory, devices: Devices, prefix: str
+) -> None:
+    _record, password = devices.create("meter-a", ["trafoA"])
+    devices.create("meter-b", ["trafoB"])
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+
+        # Another device's panel first, then its own: once the second is stored, the
+        # first had its chance.
+        assert publish_as(broker.port, f"{prefix}/trafoB/volt", "666", "meter-a", password) == 0
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "231.5", "meter-a", password) == 0
+        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the own-panel reading")
+        assert got["voltage"]["value"] == 231.5
+        assert "trafoB" not in _latest(client)
+
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "1", "meter-a", "wrong") == 5
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "2") == 5  # anonymous
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "3", "pelbiot", "nope") == 5
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "4", "nobody", "x") == 5
+
+        devices.set_disabled("meter-a", True)
+        assert publish_as(broker.port, f"{prefix}/trafoA/volt", "5", "meter-a", password) == 5
+        assert _connected(client)
+
+
+def test_anonymous_clients_only_before_the_first_device(
+    make_client: ClientFactory, devices: Devices, prefix: str
+) -> None:
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        # A fresh demo: meters without credentials work, as they did before devices.
+        assert publish_as(broker.port, f"{prefix}/trafo1/volt", "230.1") == 0
+        wait_for(lambda: _latest(client).get("trafo1"), 10, "the anonymous reading")
+        # The first device closes the door, even once it is disabled again.
+        devices.create("meter-a", ["trafoA"])
+        devices.set_disabled("meter-a", True)
+        assert publish_as(broker.port, f"{prefix}/trafo2/volt", "230.2") == 5
+
+
+def test_never_anonymous(devices: Devices, prefix: str) -> None:
+    with embedded_broker(_gate(devices, prefix, anonymous="never")) as broker:
+        assert publish_as(broker.port, f"{prefix}/trafo1/volt", "230.1") == 5
+        assert publish_as(broker.port, f"{prefix}/trafo1/volt", "230.1", *INGEST) == 0
+
+
+def test_demo_simulator_has_its_own_device_and_strangers_are_refused(tmp_path: Path) -> None:
+    """``pelbiot demo``: the simulator publishes as device ``demo-simulator`` (its panels only);
+    a client without credentials is refused from the first moment."""
+    http_port, broker_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PELBIOT_")}
+    env["PELBIOT_DATA_DIR"] = str(tmp_path / "data")
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "pelbiot", "demo", "--port", str(http_port)),
+                *("--panels", "2", "--broker-port", str(broker_port), "--interval", "0.5"),
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'pelbiot.db'}")
+    try:
+        wait_for(lambda: "PELBIOT is running" in log.read_text(), 30, "the demo start")
+        assert publish_as(broker_port, "panel/trafo1/volt", "1") == 5
+        assert publish_as(broker_port, "panel/trafo1/volt", "1", "demo-simulator", "guess") == 5
+        listed = Devices(engine, AuditLog(engine)).get("demo-simulator")
+        assert listed["panels"] == ["trafo1", "trafo2"] and not listed["disabled"]
+        # Its readings arrive: the simulator authenticated with its device credentials.
+        store = Store(engine)
+        wait_for(lambda: {"trafo1", "trafo2"} <= set(store.latest()), 15, "simulated readings")
+    finally:
+        engine.dispose()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_gate_rules_at_topic_boundaries() -> None:
+    from pelbiot.ingest.broker_auth import Identity, Role
+    from pelbiot.security.broker_acl import DeviceCredential, mosquitto_hash
+
+    cred = DeviceCredential("gw", mosquitto_hash("gw-password-123456"), ("trafo1",))
+    gate = BrokerGate(
+        lambda: ([cred], 1), ingest_user="pelbiot", ingest_password="pw", prefix="panel"
+    )
+
+    async def check() -> None:
+        device = await gate.authenticate("gw", "gw-password-123456")
+        assert device == Identity(Role.DEVICE, "gw")
+        assert await gate.may_publish(device, "panel/trafo1/volt")
+        assert await gate.may_publish(device, "panel/trafo1/a/b")
+        assert not await gate.may_publish(device, "panel/trafo10/volt")  # not a prefix match
+        assert not await gate.may_publish(device, "panel/trafo2/volt")
+        assert not await gate.may_publish(device, "other/trafo1/volt")
+        assert not await gate.may_subscribe(device)  # devices only publish
+        assert not gate.may_receive(device)
+        ingest = await gate.authenticate("pelbiot", "pw")
+        assert ingest is not None and await gate.may_subscribe(ingest)
+        assert await gate.authenticate(None, None) is None  # a device exists
+
+    asyncio.run(check())
