@@ -23,6 +23,9 @@ class Rejection(NamedTuple):
     topic: str
     payload: str
     at_ms: int
+    # The panel it belongs to when known for sure (the writer's refusals); otherwise the API
+    # reads it from the topic, and a topic outside the scheme belongs to no panel.
+    panel_id: str | None = None
 
 
 @dataclass(slots=True)

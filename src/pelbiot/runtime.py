@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from pelbiot import __version__
 from pelbiot.decode.payloads import DecodeConfig
 from pelbiot.ingest.consumer import MqttIngest
-from pelbiot.ingest.recorder import Recorder
+from pelbiot.ingest.recorder import Caps, Recorder
 from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.topics import TopicTracker
@@ -78,7 +78,16 @@ class Runtime:
         engine = make_engine(url, statement_timeout_s=timeout_s)
         writer_engine = make_engine(url, writer=True, statement_timeout_s=timeout_s)
         store = Store(engine)
-        recorder = Recorder(writer_engine, auto_create_panels=settings.auto_create_panels)
+        recorder = Recorder(
+            writer_engine,
+            auto_create_panels=settings.auto_create_panels,
+            caps=Caps(
+                max_panels=settings.max_panels,
+                max_metrics_per_panel=settings.max_metrics_per_panel,
+                max_series=settings.max_series,
+            ),
+            latest_max_skew_ms=int(settings.latest_max_skew_s * 1000),
+        )
         store.on_panel_deleted(recorder.forget_panel)
         rejects = RejectLog(ring_size=settings.rejected_ring_size)
         stats = IngestStats()

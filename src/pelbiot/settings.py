@@ -124,6 +124,31 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Readings stamped further in the future are rejected."
     )
     rejected_ring_size: int = Field(500, ge=1, description="Rejected messages kept for the API.")
+    latest_max_skew_s: float = Field(
+        5.0,
+        ge=0,
+        description="A reading stamped further ahead of its arrival is stored in history but "
+        "never becomes the latest value (a fast device clock cannot freeze /latest).",
+    )
+    max_panels: int = Field(
+        5_000, ge=1, description="Panels a site may have; past it, new panel ids are rejected."
+    )
+    max_metrics_per_panel: int = Field(
+        200, ge=1, description="Metrics one panel may have; past it, new metrics are rejected."
+    )
+    max_series: int = Field(
+        20_000, ge=1, description="(panel, metric) series a site may have; new ones past it are "
+        "rejected."
+    )
+    readings_max_points: int = Field(
+        100_000,
+        ge=1_000,
+        description="Most points one /readings answer holds, all metrics together (raw pages "
+        "are cut earlier, downsampled answers get wider buckets).",
+    )
+    readings_max_metrics: int = Field(
+        32, ge=1, le=1_000, description="Most metrics one /readings request may ask for."
+    )
 
     # --- HTTP -------------------------------------------------------------------------------
     http_host: str = Field("127.0.0.1", description="Address the HTTP server binds.")

@@ -32,13 +32,18 @@ def test_ingest_key_stores_single_telemetry_and_batch_readings(client: TestClien
     ts = int(time.time()) - 60
     single = ingest(client, key, {"panel": "gi-1", "metric": "voltage", "value": 230.5, "ts": ts})
     assert single.status_code == 200, single.text
-    assert single.json() == {"accepted": 1, "rejected": []}
+    assert single.json() == {
+        "accepted": 1,
+        "duplicates": 0,
+        "rejected": [],
+        "items": [{"index": 0, "status": "stored", "stored": ["voltage"], "duplicates": []}],
+    }
     telemetry = ingest(
         client,
         key,
         {"panel": "gi-1", "ts": ts + 1, "values": {"current_l1": 15.5, "frequency": 50.01}},
     )
-    assert telemetry.json() == {"accepted": 2, "rejected": []}
+    assert (telemetry.json()["accepted"], telemetry.json()["rejected"]) == (2, [])
     batch = ingest(
         client,
         key,
@@ -57,6 +62,7 @@ def test_ingest_key_stores_single_telemetry_and_batch_readings(client: TestClien
     assert [r["index"] for r in result["rejected"]] == [2, 3, 4]
     assert result["rejected"][1] == {
         "index": 3,
+        "metric": None,
         "reason": "bad_item",
         "detail": 'each reading needs "panel"',
     }

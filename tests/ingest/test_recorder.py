@@ -130,7 +130,7 @@ def test_unknown_panels_are_refused_when_auto_create_is_off(engine: Engine) -> N
         Reading("known", "current_l1", T0 + 1000, 5.0),
     ]
     result = recorder.write(batch)
-    assert result.unknown_panel == [batch[1]]
+    assert result.refused == [(1, "unknown_panel")]
     assert (result.written, result.duplicates) == (2, 0)
     assert [r.panel_id for r in result.newest] == ["known", "known"]
     assert ("stranger", "voltage_l1", T0, 1.0) not in stored(engine)

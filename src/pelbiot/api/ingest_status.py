@@ -12,6 +12,7 @@ from pelbiot.api.deps import MaybePrincipalDep, RuntimeDep
 from pelbiot.api.timefmt import iso, iso_s
 from pelbiot.decode.payload_errors import REASONS, PayloadError
 from pelbiot.decode.payloads import split_topic
+from pelbiot.models import Rejection
 
 router = APIRouter(prefix="/ingest", tags=["ingest"])
 
@@ -125,16 +126,30 @@ def rejected(
             at=iso(r.at_ms, zone),
         )
         for r in runtime.rejects.recent(limit, reason)
-        if _visible_topic(runtime, principal, r.topic)
+        if _visible_rejection(runtime, principal, r)
     ]
 
 
+def _visible_rejection(runtime: RuntimeDep, principal: MaybePrincipalDep, rej: Rejection) -> bool:
+    """A scoped caller sees the rejections of its own panels only; one that belongs to no
+    panel (a topic outside the scheme) only unscoped callers see."""
+    if principal is None or not principal.scoped:
+        return True
+    panel_id = rej.panel_id
+    if panel_id is None:
+        try:
+            panel_id, _metric = split_topic(rej.topic, runtime.settings.topic_prefix)
+        except PayloadError:
+            return False
+    return runtime.directory.visible(principal, panel_id)
+
+
 def _visible_topic(runtime: RuntimeDep, principal: MaybePrincipalDep, topic: str) -> bool:
-    """A region-scoped caller sees rejections of its own panels only."""
+    """Whether a scoped caller may learn this topic (its panel is visible to it)."""
     if principal is None or not principal.scoped:
         return True
     try:
         panel_id, _metric = split_topic(topic, runtime.settings.topic_prefix)
     except PayloadError:
-        panel_id = topic.split("/", 1)[0]  # writer rejections are "<panel>/<metric>"
+        return False
     return runtime.directory.visible(principal, panel_id)

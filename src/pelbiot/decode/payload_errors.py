@@ -27,6 +27,9 @@ REASONS: dict[str, str] = {
     "too_many_values": "message holds more values than the configured limit",
     "duplicate_metric": "metric given twice in one message (the first is kept)",
     "unknown_panel": "panel is not registered and auto-creation is off",
+    "too_many_panels": "new panel refused: the site has PELBIOT_MAX_PANELS panels",
+    "too_many_metrics": "new metric refused: the panel has PELBIOT_MAX_METRICS_PER_PANEL metrics",
+    "too_many_series": "new series refused: the site has PELBIOT_MAX_SERIES series",
     "decode_error": "the decoder failed on this message (a PELBIOT bug: please report it)",
 }
 

@@ -10,16 +10,18 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, cast
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table, func, select, tuple_
 from sqlalchemy.exc import DBAPIError
 
 from pelbiot.decode import metrics_catalog
+from pelbiot.decode.timestamps import utc_now_ms
 from pelbiot.models import Reading
 from pelbiot.storage import schema
 from pelbiot.storage.db import is_sqlite
@@ -69,11 +71,25 @@ _value_of = itemgetter(3)
 _INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite allows 32,766 bound parameters)
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Bounds on what first contact may create (a flood of made-up ids must not grow the
+    registry, memory and /latest without end). Explicitly registered panels count too."""
+
+    max_panels: int = 5_000
+    max_metrics_per_panel: int = 200
+    max_series: int = 20_000
+
+
 @dataclass(slots=True)
 class BatchResult:
     written: int = 0
     duplicates: int = 0
-    unknown_panel: list[Reading] = field(default_factory=list)
+    # (index in the batch, reason) of each reading not stored: unknown_panel, too_many_panels,
+    # too_many_metrics, too_many_series; in batch order
+    refused: list[tuple[int, str]] = field(default_factory=list)
+    # indices (among those asked about) of readings already stored: same series and timestamp
+    duplicate_at: list[int] = field(default_factory=list)
     # the newest stored reading of each series in the batch (what /latest now shows)
     newest: list[Reading] = field(default_factory=list)
 
@@ -90,12 +106,28 @@ def newest_per_series(readings: list[Reading]) -> list[Reading]:
 
 
 class Recorder:
-    """Writes batches. Keeps a cache of series ids; ``forget_panel`` drops a deleted panel's."""
+    """Writes batches. Keeps a cache of series ids; ``forget_panel`` drops a deleted panel's.
 
-    def __init__(self, engine: Engine, *, auto_create_panels: bool) -> None:
+    A reading stamped more than ``latest_max_skew_ms`` after the moment it is written (a
+    device clock running ahead) is stored in history but never becomes the latest value: it
+    would otherwise hide every real reading until real time caught up with it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        auto_create_panels: bool,
+        caps: Caps | None = None,
+        latest_max_skew_ms: int = 5_000,
+        clock: Callable[[], int] = utc_now_ms,
+    ) -> None:
         self._engine = engine
         self._sqlite = is_sqlite(str(engine.url))
         self._auto_create = auto_create_panels
+        self._caps = caps or Caps()
+        self._skew_ms = latest_max_skew_ms
+        self._clock = clock
         self._series: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()  # guards the cache against forget_panel from API threads
 
@@ -104,8 +136,12 @@ class Recorder:
             for key in [k for k in self._series if k[0] == panel_id]:
                 del self._series[key]
 
-    def write(self, readings: list[Reading]) -> BatchResult:
-        """Commit ``readings`` in one transaction. Raises SQLAlchemy errors on database trouble."""
+    def write(self, readings: list[Reading], *, explain: Sequence[range] = ()) -> BatchResult:
+        """Commit ``readings`` in one transaction. Raises SQLAlchemy errors on database trouble.
+
+        ``explain``: index ranges whose duplicates the caller wants named one by one (an HTTP
+        answer says per item what was stored); it costs one lookup, so MQTT batches skip it.
+        """
         result = BatchResult()
         fresh: dict[tuple[str, str], int] = {}
         with self._engine.begin() as conn:
@@ -114,15 +150,20 @@ class Recorder:
             sids: list[int | None] = list(map(sid_of.get, keys))
             stored = readings
             if None in sids:
-                ids, fresh = self._series_ids(conn, set(keys))
+                ids, fresh, refusals = self._series_ids(conn, set(keys))
                 sids = list(map(ids.get, keys))
                 sid_of = ids
                 if None in sids:
-                    result.unknown_panel = [
-                        r for r, sid in zip(readings, sids, strict=True) if sid is None
+                    result.refused = [
+                        (i, refusals.get(key, "unknown_panel"))
+                        for i, (key, sid) in enumerate(zip(keys, sids, strict=True))
+                        if sid is None
                     ]
-                    stored = [r for r, sid in zip(readings, sids, strict=True) if sid is not None]
-                    sids = [sid for sid in sids if sid is not None]
+            if explain:
+                result.duplicate_at = _already_stored(conn, readings, sids, explain)
+            if result.refused:
+                stored = [r for r, sid in zip(readings, sids, strict=True) if sid is not None]
+                sids = [sid for sid in sids if sid is not None]
             if stored:
                 columns = (
                     cast("list[int]", sids),
@@ -131,12 +172,19 @@ class Recorder:
                 )
                 result.written = self._insert(conn, columns)
                 result.duplicates = len(stored) - result.written
-                result.newest = newest_per_series(stored)
+                result.newest = newest_per_series(self._not_ahead(stored, max(columns[1])))
                 self._upsert_latest(conn, result.newest, sid_of)
         if fresh:  # committed: these series exist now
             with self._lock:
                 self._series.update(fresh)
         return result
+
+    def _not_ahead(self, readings: list[Reading], newest_ts: int) -> list[Reading]:
+        """The readings that may become latest: none stamped beyond the allowed clock skew."""
+        limit = self._clock() + self._skew_ms
+        if newest_ts <= limit:
+            return readings
+        return [r for r in readings if r.ts_ms <= limit]
 
     def _insert(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> int:
         if self._sqlite:
@@ -208,53 +256,142 @@ class Recorder:
 
     def _series_ids(
         self, conn: Connection, keys: set[tuple[str, str]]
-    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
-        """(ids of ``keys``, ids read in this transaction). Missing panels (if auto-creation is
-        on) and series are created in the caller's transaction, so the ids it read go into the
-        cache only once that commits: a rolled-back transaction's ids may never exist, and
-        rows written under them would be stored but invisible (readings has no foreign key)."""
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int], dict[tuple[str, str], str]]:
+        """(ids of ``keys``, ids read in this transaction, why the others have none).
+
+        Missing panels (if auto-creation is on) and series are created in the caller's
+        transaction, within the caps, so the ids it read go into the cache only once that
+        commits: a rolled-back transaction's ids may never exist, and rows written under them
+        would be stored but invisible (readings has no foreign key)."""
         with self._lock:
             ids = {k: self._series[k] for k in keys if k in self._series}
         missing = {k for k in keys if k not in ids}
         fresh: dict[tuple[str, str], int] = {}
+        refusals: dict[tuple[str, str], str] = {}
         if not missing:
-            return ids, fresh
+            return ids, fresh, refusals
         panels = {p for p, _ in missing}
         present = set(
             conn.execute(select(schema.panels.c.id).where(schema.panels.c.id.in_(panels))).scalars()
         )
         absent = panels - present
         if absent and self._auto_create:
-            now = int(time.time() * 1000)
-            _insert_ignore(
-                conn,
-                self._sqlite,
-                schema.panels,
-                ("id",),
-                [
-                    {"id": p, "name": p, "phases": 3, "created_ms": now, "updated_ms": now}
-                    for p in sorted(absent)
-                ],
+            created = self._create_panels(conn, sorted(absent))
+            refusals.update((k, "too_many_panels") for k in missing if k[0] in absent - created)
+            present |= created
+        wanted = {k for k in missing if k[0] in present}
+        if not wanted:
+            return ids, fresh, refusals
+        s = schema.series.c
+        wanted_panels = {p for p, _ in wanted}
+        known = {
+            (panel_id, metric): sid
+            for panel_id, metric, sid in conn.execute(
+                select(s.panel_id, s.metric, s.id).where(s.panel_id.in_(wanted_panels))
             )
-            for panel_id in sorted(absent):
-                logger.info("panel %r created on its first reading", panel_id)
-            present |= absent
-        wanted = sorted(k for k in missing if k[0] in present)
-        rows: list[dict[str, object]] = []
-        for panel_id, metric in wanted:
-            known = metric in metrics_catalog.CATALOG
-            rows.append({"panel_id": panel_id, "metric": metric, "known": known})
-            if not known:
-                logger.info("unknown metric %r on panel %r kept and flagged", metric, panel_id)
-        _insert_ignore(conn, self._sqlite, schema.series, ("panel_id", "metric"), rows)
-        if wanted:
-            s = schema.series.c
-            found = conn.execute(
-                select(s.panel_id, s.metric, s.id).where(s.panel_id.in_({p for p, _ in wanted}))
-            ).all()
-            fresh = {(panel_id, metric): sid for panel_id, metric, sid in found}
-            ids.update((k, fresh[k]) for k in missing if k in fresh)
-        return ids, fresh
+        }
+        new = sorted(k for k in wanted if k not in known)
+        if new:
+            admitted = self._admit_series(conn, new, known)
+            refusals.update((k, reason) for k, reason in admitted.items() if reason != "ok")
+            rows = [
+                {"panel_id": p, "metric": m, "known": m in metrics_catalog.CATALOG}
+                for (p, m), reason in admitted.items()
+                if reason == "ok"
+            ]
+            unknown = [f"{r['panel_id']}/{r['metric']}" for r in rows if not r["known"]]
+            if unknown:
+                logger.info(
+                    "%d unknown metric(s) kept and flagged: %s", len(unknown), _sample(unknown)
+                )
+            if rows:
+                _insert_ignore(conn, self._sqlite, schema.series, ("panel_id", "metric"), rows)
+                known = {
+                    (panel_id, metric): sid
+                    for panel_id, metric, sid in conn.execute(
+                        select(s.panel_id, s.metric, s.id).where(s.panel_id.in_(wanted_panels))
+                    )
+                }
+        fresh = {k: sid for k, sid in known.items() if k[0] in wanted_panels}
+        ids.update((k, fresh[k]) for k in wanted if k in fresh)
+        return ids, fresh, refusals
+
+    def _create_panels(self, conn: Connection, absent: list[str]) -> set[str]:
+        """Create the panels that fit under the cap (first in id order); the ones created."""
+        count = conn.execute(select(func.count()).select_from(schema.panels)).scalar_one()
+        admitted = absent[: max(0, self._caps.max_panels - count)]
+        if not admitted:
+            return set()
+        now = int(time.time() * 1000)
+        _insert_ignore(
+            conn,
+            self._sqlite,
+            schema.panels,
+            ("id",),
+            [
+                {"id": p, "name": p, "phases": 3, "created_ms": now, "updated_ms": now}
+                for p in admitted
+            ],
+        )
+        # One line per batch, not per panel: a flood of new ids must not flood the log.
+        logger.info("%d panel(s) created on first reading: %s", len(admitted), _sample(admitted))
+        return set(admitted)
+
+    def _admit_series(
+        self, conn: Connection, new: list[tuple[str, str]], known: dict[tuple[str, str], int]
+    ) -> dict[tuple[str, str], str]:
+        """Per new (panel, metric): "ok", or the cap it would break."""
+        per_panel: dict[str, int] = {}
+        for panel_id, _metric in known:
+            per_panel[panel_id] = per_panel.get(panel_id, 0) + 1
+        total = conn.execute(select(func.count()).select_from(schema.series)).scalar_one()
+        caps = self._caps
+        out: dict[tuple[str, str], str] = {}
+        for key in new:
+            count = per_panel.get(key[0], 0)
+            if count >= caps.max_metrics_per_panel:
+                out[key] = "too_many_metrics"
+            elif total >= caps.max_series:
+                out[key] = "too_many_series"
+            else:
+                out[key] = "ok"
+                per_panel[key[0]] = count + 1
+                total += 1
+        return out
+
+
+def _sample(names: list[str], shown: int = 10) -> str:
+    text = ", ".join(repr(n) for n in names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _already_stored(
+    conn: Connection, readings: list[Reading], sids: list[int | None], explain: Sequence[range]
+) -> list[int]:
+    """Indices in ``explain`` of readings that will not be written: their (series, ts) is in
+    the table already, or an earlier reading of this batch has it (the first one wins)."""
+    asked = {i for span in explain for i in span}
+    seen: set[tuple[int, int]] = set()
+    check: dict[tuple[int, int], int] = {}
+    out: list[int] = []
+    for i, (sid, reading) in enumerate(zip(sids, readings, strict=True)):
+        if sid is None:
+            continue
+        key = (sid, reading.ts_ms)
+        if key in seen:
+            if i in asked:
+                out.append(i)
+            continue
+        seen.add(key)
+        if i in asked:
+            check[key] = i
+    r = schema.readings.c
+    pairs = list(check)
+    for at in range(0, len(pairs), _INSERT_CHUNK):
+        chunk = pairs[at : at + _INSERT_CHUNK]
+        query = select(r.series_id, r.ts_ms).where(tuple_(r.series_id, r.ts_ms).in_(chunk))
+        out.extend(check[(sid, ts)] for sid, ts in conn.execute(query))
+    return sorted(out)
 
 
 def _insert_ignore(

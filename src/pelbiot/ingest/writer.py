@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from pelbiot.ingest.recorder import Recorder
+from pelbiot.ingest.recorder import BatchResult, Recorder
 from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.models import Committed, Reading, Rejection
@@ -31,6 +31,16 @@ logger = logging.getLogger(__name__)
 
 
 BatchListener = Callable[[Committed], None]
+# After the commit: {index in the item's readings: why it was not stored} (duplicate,
+# unknown_panel, too_many_panels, ...); a reading not named there was stored.
+ResultCallback = Callable[[dict[int, str]], None]
+
+_REFUSED_DETAIL = {
+    "unknown_panel": "panel {p!r} is not registered",
+    "too_many_panels": "panel {p!r} not created: the site has PELBIOT_MAX_PANELS panels",
+    "too_many_metrics": "{m!r} not created: panel {p!r} has PELBIOT_MAX_METRICS_PER_PANEL metrics",
+    "too_many_series": "{m!r} not created on {p!r}: the site has PELBIOT_MAX_SERIES series",
+}
 
 
 @dataclass(slots=True)
@@ -39,6 +49,7 @@ class _Item:
     on_committed: Callable[[], None] | None
     arrived: float
     messages: int
+    on_result: ResultCallback | None = None
 
 
 class Writer:
@@ -85,8 +96,10 @@ class Writer:
         *,
         timeout: float | None = None,
         messages: int = 1,
+        on_result: ResultCallback | None = None,
     ) -> bool:
-        """Queue the readings of ``messages`` messages; ``on_committed`` runs after their commit.
+        """Queue the readings of ``messages`` messages; ``on_committed`` runs after their commit,
+        and ``on_result`` (if given) before it, with the readings that were not stored and why.
 
         Blocks while the queue holds too many messages (backpressure). An item larger than the
         whole queue is let in when the queue is empty. Returns False if there was no room for
@@ -103,7 +116,7 @@ class Writer:
                 if remaining is not None and remaining <= 0:
                     return False
                 self._not_full.wait(remaining)
-            self._items.append(_Item(readings, on_committed, time.monotonic(), messages))
+            self._items.append(_Item(readings, on_committed, time.monotonic(), messages, on_result))
             self._held += messages
             self._not_empty.notify()
         return True
@@ -163,6 +176,22 @@ class Writer:
             self._not_full.notify_all()
         return batch
 
+    def _tell_results(self, batch: list[_Item], result: BatchResult | None) -> None:
+        why: dict[int, str] = {}
+        if result is not None:
+            why.update(result.refused)
+            why.update((i, "duplicate") for i in result.duplicate_at)
+        offset = 0
+        for item in batch:
+            size = len(item.readings)
+            if item.on_result is not None:
+                mine = {i - offset: r for i, r in why.items() if offset <= i < offset + size}
+                try:
+                    item.on_result(mine)
+                except Exception:
+                    logger.exception("result callback failed")
+            offset += size
+
     def _backoff(self, pause: float) -> None:
         """Wait before retrying a failed commit. ``stop()`` cuts the wait short, and once
         stopping we never sleep past the drain deadline: a SIGTERM during a database outage
@@ -175,11 +204,21 @@ class Writer:
 
     def _commit(self, batch: list[_Item]) -> bool:
         readings = [r for item in batch for r in item.readings]
+        explain, offset = [], 0
+        for item in batch:
+            if item.on_result is not None:
+                explain.append(range(offset, offset + len(item.readings)))
+            offset += len(item.readings)
         delay = self._retry_min_s
         while True:
             started = time.monotonic()
             try:
-                result = self._recorder.write(readings) if readings else None
+                if not readings:
+                    result = None
+                elif explain:
+                    result = self._recorder.write(readings, explain=explain)
+                else:
+                    result = self._recorder.write(readings)
                 break
             except SQLAlchemyError as exc:
                 self._stats.db_errors += 1
@@ -197,6 +236,8 @@ class Writer:
             logger.info("database writes resumed")
         self._stats.db_ok = True
         now = time.monotonic()
+        if explain:
+            self._tell_results(batch, result)
         for item in batch:
             if item.on_committed is not None:
                 item.on_committed()
@@ -208,22 +249,24 @@ class Writer:
             lag_s=now - batch[0].arrived,
             commit_s=now - started,
         )
-        if result and result.unknown_panel:
+        if result and result.refused:
+            at_ms = int(time.time() * 1000)
             self._rejects.add(
                 Rejection(
-                    "unknown_panel",
-                    f"panel {r.panel_id!r} is not registered",
+                    reason,
+                    _REFUSED_DETAIL[reason].format(p=r.panel_id, m=r.metric),
                     f"{r.panel_id}/{r.metric}",
                     repr(r.value),
-                    int(time.time() * 1000),
+                    at_ms,
+                    r.panel_id,
                 )
-                for r in result.unknown_panel
+                for r, reason in ((readings[i], reason) for i, reason in result.refused)
             )
         if result and result.written + result.duplicates and self._listeners:
             stored = readings
-            if result.unknown_panel:
-                unknown = set(result.unknown_panel)
-                stored = [r for r in readings if r not in unknown]
+            if result.refused:
+                refused = {i for i, _reason in result.refused}
+                stored = [r for i, r in enumerate(readings) if i not in refused]
             committed = Committed(stored, result.newest)
             for listener in self._listeners:
                 try:

@@ -86,12 +86,13 @@ class Store:
         if region is not None:
             conditions.append(p.region == region)
         if search:
-            like = f"%{search.lower()}%"
+            # Literal search: % _ and \ in the text are escaped, not LIKE wildcards.
+            like = "%" + _like_escape(search.lower()) + "%"
             conditions.append(
                 or_(
-                    func.lower(p.id).like(like),
-                    func.lower(p.name).like(like),
-                    func.lower(func.coalesce(p.location, "")).like(like),
+                    func.lower(p.id).like(like, escape="\\"),
+                    func.lower(p.name).like(like, escape="\\"),
+                    func.lower(func.coalesce(p.location, "")).like(like, escape="\\"),
                 )
             )
         where = and_(*conditions) if conditions else None
@@ -357,6 +358,10 @@ class Store:
 
 
 _PURGE_SPAN_MS = 86_400_000
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _now_ms() -> int:
