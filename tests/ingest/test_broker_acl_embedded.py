@@ -27,7 +27,7 @@ from pelbiot.security.devices import Devices
 from pelbiot.storage.db import make_engine
 from pelbiot.storage.migrations import upgrade
 from pelbiot.storage.store import Store
-from tests.support.device_clients import publish_as
+from tests.support.device_clients import DeviceConnection, publish_as
 from tests.support.embedded_broker import embedded_broker
 from tests.support.waiting import wait_for
 
@@ -45,13 +45,16 @@ def devices(database_url: str) -> Iterator[Devices]:
         engine.dispose()
 
 
-def _gate(devices: Devices, prefix: str, anonymous: str = "until_devices") -> BrokerGate:
+def _gate(
+    devices: Devices, prefix: str, anonymous: str = "until_devices", refresh_s: float = 2.0
+) -> BrokerGate:
     return BrokerGate(
         lambda: (devices.credentials(), devices.count()),
         ingest_user=INGEST[0],
         ingest_password=INGEST[1],
         prefix=prefix,
         anonymous=anonymous,
+        refresh_s=refresh_s,
     )
 
 
@@ -96,6 +99,32 @@ def test_embedded_broker_enforces_device_credentials_and_panels(
         devices.set_disabled("meter-a", True)
         assert publish_as(broker.port, f"{prefix}/trafoA/volt", "5", "meter-a", password) == 5
         assert _connected(client)
+
+
+def test_a_device_disabled_while_connected_loses_its_rights(
+    make_client: ClientFactory, devices: Devices, prefix: str
+) -> None:
+    _record, password = devices.create("meter-a", ["trafoA"])
+    _record, other = devices.create("meter-b", ["trafoB"])
+    with (
+        embedded_broker(_gate(devices, prefix, refresh_s=0.0)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        connection = DeviceConnection(broker.port, "meter-a", password)
+        try:
+            assert connection.connected.wait(10)
+            connection.publish(f"{prefix}/trafoA/volt", "230.0")
+            wait_for(lambda: _latest(client).get("trafoA"), 10, "the first reading")
+            devices.set_disabled("meter-a", True)
+            connection.publish(f"{prefix}/trafoA/volt", "999.0")
+            # In order after it on the broker: once meter-b's reading is stored, meter-a's had
+            # its chance.
+            assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
+            wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
+            assert _latest(client)["trafoA"]["voltage"]["value"] == 230.0
+        finally:
+            connection.close()
 
 
 def test_anonymous_clients_only_before_the_first_device(

@@ -26,7 +26,7 @@ from pelbiot.security.broker_acl import (
     render_acl,
     verify_mosquitto_hash,
 )
-from tests.support.device_clients import publish_as
+from tests.support.device_clients import DeviceConnection, publish_as
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_for
 
@@ -149,10 +149,35 @@ def test_mosquitto_enforces_device_credentials_and_panels(
         assert publish_as(port, f"{prefix}/trafoA/volt", "2") == 5  # anonymous
         assert publish_as(port, f"{prefix}/trafoA/volt", "3", "pelbiot", "nope") == 5
 
-        cli("disable", "meter-a", port=port)
-        secured_mosquitto.reload()
-        assert publish_as(port, f"{prefix}/trafoA/volt", "4", "meter-a", password) == 5
+        connection = DeviceConnection(port, "meter-a", password)
+        try:
+            assert connection.connected.wait(10)
+            cli("disable", "meter-a", port=port)
+            secured_mosquitto.reload()
+            assert publish_as(port, f"{prefix}/trafoA/volt", "4", "meter-a", password) == 5
+            # Mosquitto also drops the open connection of a device it no longer knows.
+            assert connection.disconnected.wait(10)
+        finally:
+            connection.close()
         # PELBIOT's own connection survived the reload and still ingests.
         assert wait_for(
             lambda: client.get("/api/v1/ingest/status").json()["broker"]["connected"], 10
         )
+
+
+def test_ingest_user_with_a_shared_subscription(
+    make_client: ClientFactory,
+    secured_mosquitto: Mosquitto,
+    cli: Callable[..., Result],
+    prefix: str,
+) -> None:
+    """The ACL lets PELBIOT's ingest user subscribe as ``$share/<group>/<prefix>/#``."""
+    port = secured_mosquitto.port
+    password = cli("create", "meter-a", "--panel", "trafoA", port=port).stdout.strip()
+    secured_mosquitto.start()
+    url = f"mqtt://pelbiot:{INGEST_PASSWORD}@127.0.0.1:{port}"
+    with make_client(mqtt_url=url, mqtt_shared_group="workers") as client:
+        wait_for(lambda: client.get("/api/v1/ingest/status").json()["broker"]["connected"], 10)
+        assert publish_as(port, f"{prefix}/trafoA/volt", "229.5", "meter-a", password) == 0
+        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the shared-group reading")
+        assert got["voltage"]["value"] == 229.5

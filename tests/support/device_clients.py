@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import threading
 
 
 def publish_as(
@@ -34,3 +35,33 @@ def publish_as(
         check=False,
     )
     return done.returncode
+
+
+class DeviceConnection:
+    """A device that stays connected (paho, MQTT 3.1.1): ``connected``/``disconnected`` events."""
+
+    def __init__(self, port: int, user: str, password: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.connected = threading.Event()
+        self.disconnected = threading.Event()
+        self._client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"device-{user}",
+            protocol=mqtt.MQTTv311,
+        )
+        self._client.username_pw_set(user, password)
+        self._client.on_connect = lambda *_a: self.connected.set()
+        self._client.on_disconnect = lambda *_a: self.disconnected.set()
+        self._client.reconnect_delay_set(30, 60)  # no quick reconnect to blur the test
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+
+    def publish(self, topic: str, payload: str) -> None:
+        """QoS 1, returns once the broker acknowledged it (which says nothing about delivery)."""
+        self._client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
