@@ -179,3 +179,33 @@ def test_cli_writes_mosquitto_files_on_every_change(
     assert "user ingest" in (out / "acl").read_text()
     refused = cli("create", "ingest", "--panel", "trafo1", **env)
     assert refused.exit_code != 0 and "ingest user" in refused.output
+
+
+def test_cli_refuses_half_the_mosquitto_settings(cli: Callable[..., Any], tmp_path: Path) -> None:
+    result = cli(
+        "create",
+        "meter-01",
+        "--panel",
+        "trafo1",
+        PELBIOT_MOSQUITTO_PASSWORD_FILE=str(tmp_path / "passwd"),
+    )
+    assert result.exit_code != 0
+    assert "PELBIOT_MOSQUITTO_ACL_FILE" in result.output
+    assert not (tmp_path / "passwd").exists()
+    assert _stdout(cli("list")).strip() == "no devices yet"
+
+
+def test_cli_says_when_the_files_cannot_be_written(cli: Callable[..., Any], tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    result = cli(
+        "create",
+        "meter-01",
+        "--panel",
+        "trafo1",
+        PELBIOT_MOSQUITTO_PASSWORD_FILE=str(blocker / "passwd"),
+        PELBIOT_MOSQUITTO_ACL_FILE=str(blocker / "acl"),
+    )
+    assert result.exit_code == 1 and "export-mosquitto" in result.output
+    assert "Traceback" not in result.output
+    assert "meter-01" in _stdout(cli("list"))

@@ -36,6 +36,7 @@ RELOAD_HINT = (
 def _registry() -> Iterator[tuple[Devices, Settings]]:
     try:
         settings = load_settings()
+        configured_files(settings)  # half of the pair set: refuse before changing anything
     except PelbiotError as exc:
         raise click.ClickException(exc.message) from None
     engine = make_engine(settings.effective_database_url)
@@ -58,7 +59,13 @@ def _export(devices: Devices, settings: Settings, files: tuple[Path, Path] | Non
             err=True,
         )
         return
-    result = export_mosquitto(devices, settings, *files)
+    try:
+        result = export_mosquitto(devices, settings, *files)
+    except OSError as exc:
+        raise click.ClickException(
+            f"the change is saved, but writing the Mosquitto files failed ({exc}); fix that "
+            "and run pelbiot device export-mosquitto"
+        ) from None
     for warning in result.warnings:
         click.echo(f"warning: {warning}", err=True)
     click.echo(
