@@ -190,14 +190,29 @@ class Settings(BaseSettings):
         description="argon2id memory per password hash in KiB (production: at least 19456).",
     )
     lockout_threshold: int = Field(
-        10, ge=3, description="Consecutive wrong passwords that lock an account."
+        10,
+        ge=3,
+        description="Consecutive wrong passwords from one address that lock that address out of "
+        "the account (the owner elsewhere still logs in).",
     )
-    lockout_minutes: int = Field(15, ge=1, description="How long a locked account stays locked.")
+    lockout_minutes: int = Field(
+        15, ge=1, description="How long an address stays locked out of an account."
+    )
+    login_backoff_after: int = Field(
+        5, ge=1, description="Failed logins of one name from one address before back-off starts."
+    )
+    login_backoff_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="First back-off wait (s), doubled per further failure, capped at "
+        "lockout_minutes; 0 = no back-off.",
+    )
     login_attempts_per_address: int = Field(
         30, ge=1, description="Failed logins per address per 5 minutes before 429."
     )
     login_attempts_per_account: int = Field(
-        10, ge=1, description="Login attempts per account per minute before 429."
+        10, ge=1, description="Login attempts per account from one address per minute before 429."
     )
     rate_limit_per_address: int = Field(
         1200, ge=1, description="API requests per address per minute (429 beyond)."

@@ -91,7 +91,7 @@ class Sessions:
         good = self._passwords.verify(row["password_hash"] if row else None, password)
         now = now_ms()
         if row is None or not good or row["disabled"]:
-            self._lockout.failed(address)
+            self._lockout.failed(username, address)
             if row is not None and not good:
                 self._lockout.record_wrong_password(row, address, now)
             else:
@@ -103,10 +103,12 @@ class Sessions:
                     details={"reason": "disabled" if row else "unknown user"},
                 )
             raise UnauthorizedError(LOGIN_FAILED)
-        if row["locked_until_ms"] and row["locked_until_ms"] > now:
+        # Checked after the hash (an unknown name costs the same time); the lock holds for this
+        # address only, so whoever guessed cannot lock the owner out from elsewhere.
+        if self._lockout.locked(row["id"], address, now):
             self._audit.record(
                 "login.failed",
-                actor=username,
+                actor=row["username"],
                 address=address,
                 success=False,
                 details={"reason": "locked"},
@@ -116,9 +118,7 @@ class Sessions:
         secret = secrets.token_urlsafe(32)
         with self._engine.begin() as conn:
             conn.execute(
-                update(schema.users)
-                .where(schema.users.c.id == row["id"])
-                .values(failed_logins=0, locked_until_ms=None)
+                update(schema.users).where(schema.users.c.id == row["id"]).values(failed_logins=0)
             )
             conn.execute(
                 insert(schema.sessions).values(
@@ -131,7 +131,7 @@ class Sessions:
                 )
             )
             self._audit.record("login", actor=username, address=address, conn=conn)
-        self._lockout.succeeded(username)
+        self._lockout.succeeded(row["id"], username, address)
         return self._tokens(row, session_id, secret)
 
     def _tokens(self, row: dict[str, Any], session_id: str, secret: str) -> Tokens:

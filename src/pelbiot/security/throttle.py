@@ -59,6 +59,10 @@ class SlidingWindow:
             events.append(now)
             return 0.0
 
+    def tracked(self) -> list[str]:
+        with self._lock:
+            return list(self._events)
+
     def reset(self, key: str) -> None:
         with self._lock:
             self._events.pop(key, None)

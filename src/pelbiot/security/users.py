@@ -221,6 +221,7 @@ class Users:
                 .where(schema.users.c.id == user_id)
                 .values(failed_logins=0, locked_until_ms=None, updated_ms=now_ms())
             )
+            self._lockout.reset(user_id, row["username"], conn=conn)
             self._audit.record(
                 "user.unlock",
                 actor=actor.name if actor else "cli",
@@ -228,7 +229,6 @@ class Users:
                 address=address,
                 conn=conn,
             )
-        self._lockout.reset(row["username"])
 
     def set_password(
         self,
