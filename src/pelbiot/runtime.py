@@ -108,6 +108,9 @@ class Runtime:
         users, sessions = account_services(engine, settings, audit)
         directory = PanelDirectory(store.panel_regions)
         store.on_panel_changed(directory.invalidate)
+        # After the directory forgot its cache: open live feeds re-check what they may see.
+        store.on_panel_changed(hub.access_changed.notify)
+        users.on_change(hub.access_changed.notify)
         ingest = None
         if settings.mqtt_url:
             ingest = MqttIngest(

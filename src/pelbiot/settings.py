@@ -278,11 +278,15 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _production_secrets(self) -> Settings:
         if self.env == "production" and (
-            len(self.secret_key) < 16 or self.secret_key == DEV_SECRET
+            len(self.secret_key) < 32
+            or self.secret_key == DEV_SECRET
+            # A long but repetitive value ("x" * 32) is no secret either.
+            or len(set(self.secret_key)) < 10
         ):
             raise ValueError(
-                "PELBIOT_SECRET_KEY must be set to a random value of at least 16 characters "
-                "in production"
+                "PELBIOT_SECRET_KEY must be a random value of at least 32 characters in "
+                "production (not the development default); make one with "
+                '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
             )
         if self.env == "production" and (
             self.password_hash_time_cost < 2 or self.password_hash_memory_kib < 19_456

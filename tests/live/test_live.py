@@ -150,7 +150,7 @@ def test_subscription_filters_panels_and_access_rules_hide_others() -> None:
         hub = LiveHub(clock=clock, max_rate_hz=1000)
         hub._loop = asyncio.get_running_loop()
         only_a = hub.connect(["a"])
-        scoped = hub.connect(may_see=lambda panel: panel != "b")
+        scoped = hub.connect(visible=frozenset({"a"}))
         drain(only_a.frames), drain(scoped.frames)
         hub.on_batch(batch([reading("a", clock, 1.0), reading("b", clock, 2.0)]))
         hub._drain_and_send()

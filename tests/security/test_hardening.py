@@ -4,6 +4,7 @@ anonymous read mode."""
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -180,21 +181,32 @@ def test_bodies_over_the_limit_get_413(make_client: ClientFactory) -> None:
 # -- production secret -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("secret", [None, DEV_SECRET, "short"])
-def test_production_refuses_a_missing_default_or_short_secret(secret: str | None) -> None:
+REAL_SECRET = "kQ3v9ZtX0pL7mB2nR8sW4yE6uH1jD5fA"  # 32 characters, 32 different
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [None, DEV_SECRET, "short", "16-chars-is-not!", REAL_SECRET[:31], "x" * 32, "ab" * 20],
+)
+def test_production_refuses_a_missing_default_short_or_repetitive_secret(
+    secret: str | None,
+) -> None:
     values = {"env": "production"} | ({"secret_key": secret} if secret else {})
-    with pytest.raises(ConfigError, match="PELBIOT_SECRET_KEY"):
+    with pytest.raises(ConfigError, match="PELBIOT_SECRET_KEY") as refused:
         load_settings(**values)
+    message = str(refused.value)
+    assert "at least 32 characters" in message
+    assert 'python -c "import secrets; print(secrets.token_urlsafe(32))"' in message
 
 
 def test_production_refuses_password_hashing_below_the_owasp_minimum() -> None:
     """The suite hashes cheaply through these settings; production must not be able to."""
     with pytest.raises(ConfigError, match="argon2id minimum"):
-        load_settings(env="production", secret_key="x" * 32)
+        load_settings(env="production", secret_key=REAL_SECRET)
     with pytest.raises(ConfigError, match="argon2id minimum"):
         load_settings(
             env="production",
-            secret_key="x" * 32,
+            secret_key=REAL_SECRET,
             password_hash_time_cost=2,
             password_hash_memory_kib=8192,
         )
@@ -202,7 +214,8 @@ def test_production_refuses_password_hashing_below_the_owasp_minimum() -> None:
 
 @pytest.mark.real_password_hashing
 def test_production_accepts_a_real_secret_and_development_the_default() -> None:
-    assert load_settings(env="production", secret_key="x" * 32).env == "production"
+    assert load_settings(env="production", secret_key=REAL_SECRET).env == "production"
+    assert load_settings(env="production", secret_key=secrets.token_urlsafe(32)).secret_key
     assert load_settings().secret_key == DEV_SECRET
 
 

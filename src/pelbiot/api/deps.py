@@ -1,10 +1,11 @@
 """Shared dependencies: the runtime, and ``authorize``, the one gate every API route passes.
 
 ``authorize`` finds who is asking (API key header, bearer token, session cookie, or the
-WebSocket ``?token=``), looks the route up in ``permissions.ROUTES`` (fail closed: a route
-without a rule is refused), checks the permission and the rate limits, and leaves the caller in
-``request.state.principal``. Cookie-authenticated writes must carry the CSRF header. It also
-refuses NUL characters anywhere in the request (see ``_refuse_nul``).
+WebSocket's ``bearer.<token>`` subprotocol or ``?token=``), looks the route up in
+``permissions.ROUTES`` (fail closed: a route without a rule is refused), checks the permission
+and the rate limits, and leaves the caller in ``request.state.principal``. Cookie-authenticated
+writes must carry the CSRF header. It also refuses NUL characters anywhere in the request (see
+``_refuse_nul``).
 
 ``SECURITY_SCHEMES`` and ``security_requirements`` describe the same credentials in the OpenAPI
 document (``/docs`` shows them behind its Authorize button); which operations need them comes from
@@ -89,7 +90,10 @@ def identify(connection: HTTPConnection, runtime: Runtime) -> tuple[Principal | 
             return runtime.api_keys.principal(token), False
         return runtime.sessions.principal_from_access_token(token), False
     if connection.scope["type"] == "websocket":
-        query_token = connection.query_params.get("token")
+        # Browsers cannot set headers on a WebSocket: the token rides in the offered
+        # subprotocols ("bearer.<token>"), never in the URL. `?token=` stays for other clients
+        # but lands in access logs and proxies (discouraged, docs/security.md).
+        query_token = _subprotocol_token(connection) or connection.query_params.get("token")
         if query_token:
             if looks_like_key(query_token):
                 return runtime.api_keys.principal(query_token), False
@@ -98,6 +102,17 @@ def identify(connection: HTTPConnection, runtime: Runtime) -> tuple[Principal | 
     if cookie:
         return runtime.sessions.principal_from_access_token(cookie), True
     return None, False
+
+
+_BEARER_PROTOCOL = "bearer."
+
+
+def _subprotocol_token(connection: HTTPConnection) -> str | None:
+    """The token a WebSocket client offered as the subprotocol ``bearer.<token>``."""
+    for offered in connection.scope.get("subprotocols") or ():
+        if offered.startswith(_BEARER_PROTOCOL) and len(offered) > len(_BEARER_PROTOCOL):
+            return str(offered[len(_BEARER_PROTOCOL) :])
+    return None
 
 
 # The credentials `identify` accepts over HTTP, as OpenAPI security schemes. The WebSocket's

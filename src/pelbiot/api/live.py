@@ -1,8 +1,10 @@
 """WebSocket ``/api/v1/live``: snapshot, then reading / status / ingest frames as JSON.
 
 The client may send ``{"type": "subscribe", "panels": ["*"]}`` (all panels, the default) or a
-list of panel ids, and ``{"type": "ping"}`` (answered with ``pong``). Protocol-level pings keep
-dead sockets from piling up (uvicorn's ``ws_ping_interval``).
+list of panel ids, and ``{"type": "ping"}`` (answered with ``pong``), as text frames; a binary
+frame closes the socket with 1003. Protocol-level pings keep dead sockets from piling up
+(uvicorn's ``ws_ping_interval``). Credentials: see ``api/deps.identify``; the rights are kept
+current while the socket is open by ``api/live_access``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from pelbiot.api.live_access import access_of, watch_access
 from pelbiot.live.hub import LiveClient, LiveHub
 
 logger = logging.getLogger(__name__)
@@ -22,6 +25,10 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["live"])
 
 _MAX_SUBSCRIBE = 10_000
+SUBPROTOCOL = "pelbiot.v1"
+_UNSUPPORTED_DATA = 1003
+_TRY_AGAIN_LATER = 1013
+_BINARY_REFUSED = "binary frames are not supported; send JSON text frames"
 
 
 @router.websocket("/live")
@@ -29,21 +36,25 @@ async def live(websocket: WebSocket) -> None:
     runtime = websocket.app.state.runtime
     hub: LiveHub = runtime.hub
     principal = getattr(websocket.state, "principal", None)
-    await websocket.accept()
+    # Browsers that cannot send headers offer ["pelbiot.v1", "bearer.<token>"]; the handshake
+    # must then select one of the offered protocols, and never the one carrying the secret.
+    offered = websocket.scope.get("subprotocols") or []
+    await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
+    try:
+        # What a scoped caller may see is computed here, off the event loop; hub ticks only
+        # test membership (a tick must never wait on the database).
+        access = await asyncio.to_thread(access_of, runtime, principal)
+    except Exception:
+        logger.warning("live feed: rights lookup failed at connect", exc_info=True)
+        await websocket.close(code=_TRY_AGAIN_LATER, reason="try again later")
+        return
     panels = websocket.query_params.getlist("panel") or None
-    may_see = None
-    if principal is not None and principal.scoped:
-        directory = runtime.directory
-
-        def may_see(panel_id: str) -> bool:
-            return bool(directory.visible(principal, panel_id))
-
-    client = hub.connect(panels, may_see=may_see)
+    client = hub.connect(panels, visible=access.visible)
     try:
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(_send_frames(websocket, client), name="live-send")
             watcher = group.create_task(
-                _watch_credentials(websocket, runtime, principal), name="live-credentials"
+                watch_access(websocket, runtime, client, access), name="live-access"
             )
             await _receive_commands(websocket, hub, client)
             sender.cancel()
@@ -52,22 +63,6 @@ async def live(websocket: WebSocket) -> None:
         pass
     finally:
         hub.disconnect(client)
-
-
-async def _watch_credentials(websocket: WebSocket, runtime: Any, principal: Any) -> None:
-    """Close the feed once its session ends (logout, account disabled) or its key is revoked."""
-    if principal is None or (principal.session_id is None and principal.key_id is None):
-        return  # anonymous read-only access has nothing to revoke
-    while True:
-        await asyncio.sleep(runtime.settings.live_session_recheck_s)
-        if principal.session_id is not None:
-            valid = await asyncio.to_thread(runtime.sessions.session_active, principal.session_id)
-        else:
-            valid = await asyncio.to_thread(runtime.api_keys.active, principal.key_id)
-        if not valid:
-            with contextlib.suppress(RuntimeError, OSError):
-                await websocket.close(code=1008, reason="session ended")
-            return
 
 
 async def _send_frames(websocket: WebSocket, client: LiveClient) -> None:
@@ -82,8 +77,16 @@ async def _send_frames(websocket: WebSocket, client: LiveClient) -> None:
 async def _receive_commands(websocket: WebSocket, hub: LiveHub, client: LiveClient) -> None:
     while True:
         try:
-            text = await websocket.receive_text()
-        except WebSocketDisconnect:
+            message = await websocket.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return  # RuntimeError: the socket was closed by us (session ended)
+        if message["type"] == "websocket.disconnect":
+            return
+        text = message.get("text")
+        if text is None:
+            # A binary frame: commands are JSON text. 1003 = "unsupported data" (RFC 6455).
+            with contextlib.suppress(RuntimeError, OSError):
+                await websocket.close(code=_UNSUPPORTED_DATA, reason=_BINARY_REFUSED)
             return
         try:
             command: Any = orjson.loads(text)

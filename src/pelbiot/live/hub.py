@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pelbiot.live.changes import ChangeSignal
 from pelbiot.models import Committed, Reading
 
 logger = logging.getLogger(__name__)
@@ -80,15 +81,17 @@ class LiveClient:
         *,
         queue_size: int,
         panels: set[str] | None = None,
-        may_see: Callable[[str], bool] | None = None,
+        visible: frozenset[str] | None = None,
     ) -> None:
         self.frames: asyncio.Queue[Frame] = asyncio.Queue(maxsize=queue_size)
-        self.panels = panels  # None = every panel
-        self.may_see = may_see  # access rule (region scoping); None = everything
+        self.panels = panels  # what it subscribed to; None = every panel
+        # What it may see (region scoping), computed off the event loop by the feed and
+        # refreshed there: a tick only tests set membership. None = every panel.
+        self.visible = visible
         self.dropped = 0
 
     def wants(self, panel_id: str) -> bool:
-        if self.may_see is not None and not self.may_see(panel_id):
+        if self.visible is not None and panel_id not in self.visible:
             return False
         return self.panels is None or panel_id in self.panels
 
@@ -116,6 +119,8 @@ class LiveHub:
         self._wake_scheduled = False
         self.frames_sent = 0
         self.frames_dropped = 0
+        # Panels or accounts changed (any thread): open feeds re-check what they may see.
+        self.access_changed = ChangeSignal()
 
     # -- producer side (writer thread) ------------------------------------------------------
 
@@ -191,12 +196,25 @@ class LiveHub:
         self,
         panels: Iterable[str] | None = None,
         *,
-        may_see: Callable[[str], bool] | None = None,
+        visible: frozenset[str] | None = None,
     ) -> LiveClient:
-        client = LiveClient(queue_size=self._queue_size, panels=_panel_set(panels), may_see=may_see)
+        client = LiveClient(queue_size=self._queue_size, panels=_panel_set(panels), visible=visible)
         self._clients.add(client)
         self._offer(client, self.snapshot(client))
         return client
+
+    def rescope(self, client: LiveClient, visible: frozenset[str] | None) -> bool:
+        """Apply new access rights to an open client: panels it may no longer see are
+        ``removed`` from its screen, then a fresh snapshot. Returns whether anything changed."""
+        if visible == client.visible:
+            return False
+        shown = [panel_id for panel_id in sorted(self._panels) if client.wants(panel_id)]
+        client.visible = visible
+        for panel_id in shown:
+            if not client.wants(panel_id):
+                self._offer(client, {"type": "removed", "panel": panel_id, "reason": "access"})
+        self._offer(client, self.snapshot(client))
+        return True
 
     def subscribe(self, client: LiveClient, panels: Iterable[str] | None) -> None:
         client.panels = _panel_set(panels)

@@ -1,4 +1,8 @@
-"""Panel id -> region, cached briefly: the lookup behind region scoping on every request."""
+"""Panel id -> region, cached briefly: the lookup behind region scoping on every request.
+
+Every method may read the store (when the cache is older than ``_TTL_S``): call them from a
+worker thread, never from the event loop (the live feed computes ``visible_panels`` off-loop).
+"""
 
 from __future__ import annotations
 
@@ -42,3 +46,15 @@ class PanelDirectory:
         if principal is None or not principal.scoped:
             return True
         return principal.sees_panel(panel_id, self.region(panel_id))
+
+    def visible_panels(self, principal: Principal | None) -> frozenset[str] | None:
+        """The panels a caller may see now; None means every panel (unscoped callers)."""
+        if principal is None or not principal.scoped:
+            return None
+        if principal.regions is None and principal.panel_id is not None:
+            return frozenset({principal.panel_id})  # a key pinned to one panel: no lookup
+        return frozenset(
+            panel_id
+            for panel_id, region in self._current().items()
+            if principal.sees_panel(panel_id, region)
+        )
