@@ -308,3 +308,38 @@ def test_login_errors_logout_and_a_viewer_cannot_reach_admin_pages(
     log_in(page, server, path="/#/admin/users")
     table = page.locator('[data-testid="users-table"]')  # type: ignore[attr-defined]
     table.filter(has_text=VIEWER).wait_for()
+
+
+def test_live_feed_uses_no_token_in_its_url_and_follows_access_changes(
+    page: object, server: ServerProcess, api: httpx.Client, mosquitto: Mosquitto, prefix: str
+) -> None:
+    """The page's WebSocket carries no secret in its URL (the cookie authenticates it); a panel
+    moved out of the viewer's region leaves the screen; disabling the viewer ends the feed."""
+    for panel_id, region in (("utara1", "north"), ("utara2", "north")):
+        created = api.post("/api/v1/panels", json={"id": panel_id, "region": region})
+        assert created.status_code == 201, created.text
+        mosquitto_pub(mosquitto, f"{prefix}/{panel_id}/volt", "230.1")
+    user = api.post(
+        "/api/v1/users",
+        json={
+            "username": VIEWER,
+            "password": VIEWER_PASSWORD,
+            "role": "viewer",
+            "regions": ["north"],
+        },
+    )
+    assert user.status_code == 201, user.text
+    sockets: list[str] = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))  # type: ignore[attr-defined]
+    log_in(page, server, VIEWER, VIEWER_PASSWORD)
+    connection = page.locator('[data-testid="connection"]')  # type: ignore[attr-defined]
+    wait_for(lambda: connection.get_attribute("data-state") == "connected", 10)
+    page.locator('[data-panel="utara2"]').wait_for()  # type: ignore[attr-defined]
+    assert sockets and all(url.endswith("/api/v1/live") for url in sockets), sockets
+    moved = api.patch("/api/v1/panels/utara2", json={"region": "south"})
+    assert moved.status_code == 200, moved.text
+    page.locator('[data-panel="utara2"]').wait_for(state="detached")  # type: ignore[attr-defined]
+    assert page.locator('[data-panel="utara1"]').count() == 1  # type: ignore[attr-defined]
+    disabled = api.patch(f"/api/v1/users/{user.json()['id']}", json={"disabled": True})
+    assert disabled.status_code == 200, disabled.text
+    page.locator('[data-testid="login-form"]').wait_for()  # type: ignore[attr-defined]

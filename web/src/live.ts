@@ -16,7 +16,8 @@ export function connectLive(): void {
   clearTimeout(timer);
   store.setConnection("connecting");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live`);
+  // Authenticated by the session cookie: no token ever goes into the URL (URLs get logged).
+  const ws = new WebSocket(`${scheme}://${location.host}/api/v1/live`, ["pelbiot.v1"]);
   socket = ws;
   ws.onopen = () => {
     attempt = 0;
@@ -56,6 +57,10 @@ function handle(frame: { type: string } & Record<string, unknown>): void {
       break;
     case "removed":
       store.remove(String(frame.panel));
+      break;
+    case "access":
+      // our role or regions changed: the server re-scoped the feed; the panel list follows
+      void store.refreshPanels().catch(() => undefined);
       break;
     default:
       break; // dropped (a snapshot follows), pong, error
