@@ -11,6 +11,7 @@ import click
 
 from pelbiot import __version__
 from pelbiot.errors import ConfigError
+from pelbiot.security.redaction import install_redaction
 from pelbiot.settings import Settings, load_settings
 from pelbiot.sim.simulator import SimulatorConfig
 
@@ -25,6 +26,8 @@ def _configure_logging(verbose: bool) -> None:
     )
     for noisy in ("amqtt", "transitions", "uvicorn.access", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # uvicorn logs WebSocket handshakes with their query string (`?token=`): redact secrets.
+    install_redaction()
 
 
 def _settings(**overrides: object) -> Settings:
