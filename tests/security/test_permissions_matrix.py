@@ -196,6 +196,18 @@ SPECS: dict[tuple[str, str], Callable[[Site], Call]] = {
     ("DELETE", "/api/v1/api-keys/{key_id}"): lambda s: Call(
         "DELETE", f"/api/v1/api-keys/{s.key_to_revoke}", {204}
     ),
+    # In this order: the device the POST creates is changed, re-keyed and deleted.
+    ("GET", "/api/v1/devices"): lambda s: Call("GET", "/api/v1/devices", {200}),
+    ("POST", "/api/v1/devices"): lambda s: Call(
+        "POST", "/api/v1/devices", {201}, json={"name": "walked", "panels": ["p1"]}
+    ),
+    ("PATCH", "/api/v1/devices/{name}"): lambda s: Call(
+        "PATCH", "/api/v1/devices/walked", {200}, json={"disabled": True}
+    ),
+    ("POST", "/api/v1/devices/{name}/password"): lambda s: Call(
+        "POST", "/api/v1/devices/walked/password", {200}, json={}
+    ),
+    ("DELETE", "/api/v1/devices/{name}"): lambda s: Call("DELETE", "/api/v1/devices/walked", {204}),
     ("GET", "/api/v1/audit"): lambda s: Call("GET", "/api/v1/audit", {200}),
     ("GET", "/api/mqtt/status"): lambda s: Call("GET", "/api/mqtt/status", {200}, check=_seed_ok),
     ("GET", "/api/mqtt/last-values"): lambda s: Call(

@@ -8,6 +8,7 @@ from pelbiot.api import (
     api_keys,
     audit,
     auth,
+    devices,
     energy,
     health,
     http_ingest,
@@ -34,6 +35,7 @@ def build_routers() -> list[APIRouter]:
         site,
         users,
         api_keys,
+        devices,
         audit,
     ):
         v1.include_router(module.router)

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from pelbiot.errors import ConflictError, InvalidInputError, NotFoundError
 from pelbiot.security.audit import AuditLog
@@ -61,12 +62,30 @@ class Devices:
         *,
         password: str | None = None,
         actor: str = "cli",
+        address: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Returns the record and the password (generated when none is given; shown once)."""
         check_name(name)
         panel_ids = check_panels(panels)
         secret = check_password(password) if password is not None else generate_password()
         now = _now_ms()
+        try:
+            self._insert(name, panel_ids, secret, now, actor=actor, address=address)
+        except IntegrityError:  # a concurrent create of the same name won the race
+            raise ConflictError(f"device {name!r} already exists") from None
+        logger.info("device %s created for panels %s", name, ",".join(panel_ids))
+        return self.get(name), secret
+
+    def _insert(
+        self,
+        name: str,
+        panel_ids: tuple[str, ...],
+        secret: str,
+        now: int,
+        *,
+        actor: str,
+        address: str | None,
+    ) -> None:
         with self._engine.begin() as conn:
             # MQTT usernames are case-sensitive, people are not: refuse look-alikes.
             clash = conn.execute(
@@ -93,11 +112,10 @@ class Devices:
                 "device.create",
                 actor=actor,
                 target=name,
+                address=address,
                 details={"panels": list(panel_ids)},
                 conn=conn,
             )
-        logger.info("device %s created for panels %s", name, ",".join(panel_ids))
-        return self.get(name), secret
 
     def get(self, name: str) -> dict[str, Any]:
         for record in self._records(name):
@@ -122,18 +140,30 @@ class Devices:
             panels = self._panels(conn, [r.id for r in rows])
         return [DeviceCredential(r.name, r.password_hash, panels.get(r.id, ())) for r in rows]
 
-    def set_password(self, name: str, password: str | None = None, *, actor: str = "cli") -> str:
+    def set_password(
+        self,
+        name: str,
+        password: str | None = None,
+        *,
+        actor: str = "cli",
+        address: str | None = None,
+    ) -> str:
         """A new password (generated when none is given); the old one stops working once the
         broker has it (Mosquitto: the files are rewritten and it is reloaded)."""
         secret = check_password(password) if password is not None else generate_password()
         self._change(name, {"password_hash": mosquitto_hash(secret)}, "device.passwd", actor=actor)
         return secret
 
-    def set_disabled(self, name: str, disabled: bool, *, actor: str = "cli") -> None:
+    def set_disabled(
+        self, name: str, disabled: bool, *, actor: str = "cli", address: str | None = None
+    ) -> None:
         action = "device.disable" if disabled else "device.enable"
-        self._change(name, {"disabled_ms": _now_ms() if disabled else None}, action, actor=actor)
+        values = {"disabled_ms": _now_ms() if disabled else None}
+        self._change(name, values, action, actor=actor, address=address)
 
-    def set_panels(self, name: str, panels: Iterable[str], *, actor: str = "cli") -> None:
+    def set_panels(
+        self, name: str, panels: Iterable[str], *, actor: str = "cli", address: str | None = None
+    ) -> None:
         panel_ids = check_panels(panels)
         device_id = self._id(name)
         with self._engine.begin() as conn:
@@ -153,11 +183,12 @@ class Devices:
                 "device.panels",
                 actor=actor,
                 target=name,
+                address=address,
                 details={"panels": list(panel_ids)},
                 conn=conn,
             )
 
-    def delete(self, name: str, *, actor: str = "cli") -> None:
+    def delete(self, name: str, *, actor: str = "cli", address: str | None = None) -> None:
         device_id = self._id(name)
         with self._engine.begin() as conn:
             # Explicit: SQLite does not enforce ON DELETE CASCADE without PRAGMA foreign_keys.
@@ -165,7 +196,9 @@ class Devices:
                 delete(schema.device_panels).where(schema.device_panels.c.device_id == device_id)
             )
             conn.execute(delete(schema.devices).where(schema.devices.c.id == device_id))
-            self._audit.record("device.delete", actor=actor, target=name, conn=conn)
+            self._audit.record(
+                "device.delete", actor=actor, target=name, address=address, conn=conn
+            )
 
     # -- internals --------------------------------------------------------------------------
 
@@ -178,7 +211,15 @@ class Devices:
             raise NotFoundError(f"device {name!r} not found")
         return int(found)
 
-    def _change(self, name: str, values: dict[str, Any], action: str, *, actor: str) -> None:
+    def _change(
+        self,
+        name: str,
+        values: dict[str, Any],
+        action: str,
+        *,
+        actor: str,
+        address: str | None = None,
+    ) -> None:
         device_id = self._id(name)
         with self._engine.begin() as conn:
             conn.execute(
@@ -186,7 +227,7 @@ class Devices:
                 .where(schema.devices.c.id == device_id)
                 .values(updated_ms=_now_ms(), **values)
             )
-            self._audit.record(action, actor=actor, target=name, conn=conn)
+            self._audit.record(action, actor=actor, target=name, address=address, conn=conn)
 
     def _records(self, name: str | None) -> list[dict[str, Any]]:
         query = select(schema.devices).order_by(schema.devices.c.name)

@@ -25,7 +25,7 @@ class Perm(StrEnum):
     PUBLISH = "publish"  # publish to the broker (seed-compatible endpoint)
     INGEST = "ingest"  # HTTP ingest of readings
     USERS = "users"  # list, create, edit, unlock users
-    API_KEYS = "api_keys"  # create, list, revoke API keys
+    API_KEYS = "api_keys"  # create, list, revoke API keys and MQTT device credentials
     AUDIT = "audit"  # read the audit log
     SELF = "self"  # own account: who am I, change my password, log out
 
@@ -81,6 +81,12 @@ ROUTES: dict[tuple[str, str], Perm | None] = {
     ("GET", "/api/v1/api-keys"): Perm.API_KEYS,
     ("POST", "/api/v1/api-keys"): Perm.API_KEYS,
     ("DELETE", "/api/v1/api-keys/{key_id}"): Perm.API_KEYS,
+    # MQTT device credentials are credentials too: who may mint keys may mint these.
+    ("GET", "/api/v1/devices"): Perm.API_KEYS,
+    ("POST", "/api/v1/devices"): Perm.API_KEYS,
+    ("PATCH", "/api/v1/devices/{name}"): Perm.API_KEYS,
+    ("POST", "/api/v1/devices/{name}/password"): Perm.API_KEYS,
+    ("DELETE", "/api/v1/devices/{name}"): Perm.API_KEYS,
     ("GET", "/api/v1/audit"): Perm.AUDIT,
     ("GET", "/api/mqtt/status"): Perm.READ,
     ("GET", "/api/mqtt/last-values"): Perm.READ,
