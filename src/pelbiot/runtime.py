@@ -109,8 +109,8 @@ class Runtime:
         directory = PanelDirectory(store.panel_regions)
         store.on_panel_changed(directory.invalidate)
         # After the directory forgot its cache: open live feeds re-check what they may see.
-        store.on_panel_changed(hub.access_changed.notify)
-        users.on_change(hub.access_changed.notify)
+        store.on_panel_changed(hub.panel_changed)
+        users.on_change(hub.user_changed)
         ingest = None
         if settings.mqtt_url:
             ingest = MqttIngest(

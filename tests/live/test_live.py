@@ -224,3 +224,25 @@ def test_live_feed_closes_when_the_session_ends(make_client) -> None:  # type: i
                 while True:
                     ws.receive_json()
             assert closed.value.code == 1008
+
+
+def test_change_signal_numbers_changes_and_says_what_changed() -> None:
+    from pelbiot.live.changes import ChangeSignal
+
+    async def scenario() -> None:
+        signal = ChangeSignal()
+        assert await signal.wait(0, 0.0) is False  # binds the loop; nothing changed
+        signal.notify(("user", 7))
+        signal.notify(("panel", "a"))
+        assert await signal.wait(0, 60.0) is True  # already past: returns at once
+        assert signal.changes_since(0) == {("user", 7), ("panel", "a")}
+        assert signal.changes_since(1) == {("panel", "a")}
+        assert signal.changes_since(2) == set()
+        for i in range(2000):  # more than it remembers
+            signal.notify(("panel", str(i)))
+        await asyncio.sleep(0)  # one loop turn runs the queued notifications
+        assert signal.generation == 2002
+        assert signal.changes_since(2) is None  # too far behind: re-check everything
+        assert signal.changes_since(2001) == {("panel", "1999")}
+
+    asyncio.run(scenario())

@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import WebSocket
 from starlette.status import WS_1008_POLICY_VIOLATION
@@ -102,13 +104,27 @@ async def watch_access(
         return  # anonymous read-only access: nothing to revoke, nothing scoped
     hub = runtime.hub
     signal = hub.access_changed
+    period = runtime.settings.live_session_recheck_s
+    loop = asyncio.get_running_loop()
     seen = signal.generation
+    next_full = loop.time() + period
     outage_logged = False
     while True:
-        await signal.wait(seen, runtime.settings.live_session_recheck_s)
+        await signal.wait(seen, next_full - loop.time())
+        changes = signal.changes_since(seen)
         seen = signal.generation
+        # Whole re-check (account, session, key, then panels) when due or when the account
+        # changed; a panel change only recomputes a scoped caller's panels from the directory.
+        full = loop.time() >= next_full or _concerns_account(changes, access.principal)
+        if not full and not (access.principal.scoped and _touches_panels(changes)):
+            continue
+        if full:
+            next_full = loop.time() + period
         try:
-            now = await asyncio.to_thread(current_access, websocket, runtime, access.principal)
+            if full:
+                now = await asyncio.to_thread(current_access, websocket, runtime, access.principal)
+            else:
+                now = await asyncio.to_thread(access_of, runtime, access.principal)
         except AccessEndedError as ended:
             logger.info("live feed of %s closed: %s", access.principal.name, ended.message)
             with contextlib.suppress(RuntimeError, OSError):
@@ -124,6 +140,23 @@ async def watch_access(
             hub.send(client, {"type": "access", "reason": "your role or regions changed"})
         hub.rescope(client, now.visible)
         access = now
+
+
+def _concerns_account(changes: set[Hashable] | None, principal: Principal) -> bool:
+    if changes is None:
+        return True  # fell too far behind to know
+    if principal.key_id is not None:
+        # A key's rights may follow its creator's account, which the principal does not name.
+        return any(kind == "user" for kind, *_ in _pairs(changes))
+    return ("user", principal.user_id) in changes
+
+
+def _touches_panels(changes: set[Hashable] | None) -> bool:
+    return changes is None or any(kind == "panel" for kind, *_ in _pairs(changes))
+
+
+def _pairs(changes: set[Hashable]) -> list[tuple[Any, ...]]:
+    return [c for c in changes if isinstance(c, tuple) and c]
 
 
 def _rights(principal: Principal | None) -> object:

@@ -1,36 +1,52 @@
-"""A change signal: any thread says "rights or panels changed", every open live feed wakes up.
+"""A change signal: any thread says "this panel / this account changed", open live feeds wake up.
 
 Panel edits and account changes are committed in API threads; the feeds that must re-check what
-they may show wait on the event loop. ``notify`` is thread-safe and never blocks; ``wait`` returns
-at once when a change happened since the generation the waiter last saw, so a change that lands
-while a feed is busy re-checking is not missed.
+they may show wait on the event loop. ``notify`` is thread-safe and never blocks. Each change is
+numbered; a feed remembers the number it last saw, so a change that lands while it is busy
+re-checking is not missed, and ``changes_since`` tells it what changed, so a feed re-reads only
+what concerns it (an account change wakes only that account's feeds into a database lookup).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
+from collections.abc import Hashable
+
+# Changes remembered for feeds that fall behind; one further behind re-checks everything.
+_REMEMBERED = 1024
 
 
 class ChangeSignal:
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
+        self._recent: deque[tuple[int, Hashable]] = deque(maxlen=_REMEMBERED)
         self.generation = 0
 
-    def notify(self, *_args: object) -> None:
-        """Called from any thread (extra arguments, like the changed id, are ignored)."""
+    def notify(self, what: Hashable) -> None:
+        """Called from any thread with what changed, e.g. ``("user", 7)``."""
         loop = self._loop
         if loop is None:
             return  # nobody has waited yet: nobody to wake
         with contextlib.suppress(RuntimeError):  # the loop is closing: nobody to wake
-            loop.call_soon_threadsafe(self._fire)
+            loop.call_soon_threadsafe(self._fire, what)
 
-    def _fire(self) -> None:
+    def _fire(self, what: Hashable) -> None:
         self.generation += 1
+        self._recent.append((self.generation, what))
         event, self._event = self._event, None
         if event is not None:
             event.set()
+
+    def changes_since(self, seen: int) -> set[Hashable] | None:
+        """What changed after generation ``seen``; None when that is too long ago to know."""
+        if seen == self.generation:
+            return set()
+        if not self._recent or self._recent[0][0] > seen + 1:
+            return None
+        return {what for number, what in self._recent if number > seen}
 
     async def wait(self, seen: int, period_s: float) -> bool:
         """Wait until the generation moves past ``seen`` (True) or ``period_s`` pass (False)."""
@@ -41,7 +57,7 @@ class ChangeSignal:
             self._event = asyncio.Event()
         event = self._event
         try:
-            async with asyncio.timeout(period_s):
+            async with asyncio.timeout(max(period_s, 0.0)):
                 await event.wait()
         except TimeoutError:
             return False

@@ -203,6 +203,15 @@ class LiveHub:
         self._offer(client, self.snapshot(client))
         return client
 
+    def panel_changed(self, panel_id: str) -> None:
+        """A panel was created, edited or deleted (any thread): scoped feeds recompute what
+        they may see."""
+        self.access_changed.notify(("panel", panel_id))
+
+    def user_changed(self, user_id: int) -> None:
+        """An account changed (any thread): its feeds re-check their rights."""
+        self.access_changed.notify(("user", user_id))
+
     def rescope(self, client: LiveClient, visible: frozenset[str] | None) -> bool:
         """Apply new access rights to an open client: panels it may no longer see are
         ``removed`` from its screen, then a fresh snapshot. Returns whether anything changed."""
