@@ -35,7 +35,10 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = Field(
         "development", description="`production` refuses default secrets."
     )
-    secret_key: str = Field(DEV_SECRET, description="Signs tokens. Required in production.")
+    secret_key: str = Field(
+        DEV_SECRET,
+        description="Signs tokens and CSRF values. Required in production: 32+ random characters.",
+    )
 
     # --- MQTT -------------------------------------------------------------------------------
     mqtt_url: str | None = Field(

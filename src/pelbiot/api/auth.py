@@ -150,7 +150,8 @@ def logout(
 ) -> Response:
     """Ends the session of the access token, or (when that has expired) of the refresh token
     in the body or the refresh cookie. The operation is public, so `/docs` does not send the
-    token from its Authorize dialog here: give the refresh token in the body instead."""
+    token from its Authorize dialog here: give the refresh token in the body instead. With the
+    session cookies (a browser) it needs the `X-CSRF-Token` header like every cookie write."""
     response = Response(status_code=204)
     address = client_address(request)
     if principal is not None and principal.session_id:
