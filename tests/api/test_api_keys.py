@@ -278,11 +278,14 @@ def test_disabling_the_creator_suspends_the_key_until_re_enabled(client: TestCli
     assert client.patch(f"/api/v1/users/{user_id}", json={"disabled": True}).status_code == 200
     suspended = client.get("/api/v1/panels", headers=h)
     assert suspended.status_code == 401
+    listed = {k["name"]: k for k in client.get("/api/v1/api-keys").json()}
+    assert (listed["kadmin-key"]["suspended"], listed["kadmin-key"]["active"]) == (True, True)
     assert "suspended" in suspended.json()["error"]["message"]
     assert "disabled" in suspended.json()["error"]["message"]
     assert ingest(client, key, {"panel": "p1", "values": {"voltage": 230}}).status_code == 401
     assert client.patch(f"/api/v1/users/{user_id}", json={"disabled": False}).status_code == 200
     assert client.get("/api/v1/panels", headers=h).status_code == 200
+    assert client.get("/api/v1/api-keys").json()[0]["suspended"] is False
 
 
 def test_demoting_the_creator_narrows_the_key_at_once(client: TestClient) -> None:

@@ -57,6 +57,9 @@ class KeyPublic(BaseModel):
     created_at: str
     created_by: str
     active: bool
+    suspended: bool = Field(
+        description="its creator's account is disabled: refused until it is enabled again"
+    )
 
 
 class KeyCreated(KeyPublic):
@@ -82,6 +85,7 @@ def _public(runtime: RuntimeDep, row: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(row["created_ms"], zone),
         "created_by": row["created_by"],
         "active": row["active"],
+        "suspended": row["suspended"],
     }
 
 

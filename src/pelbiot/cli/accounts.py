@@ -151,6 +151,8 @@ def list_keys() -> None:
     with _services() as (_accounts, keys, _settings):
         for k in keys.all():
             state = "active" if k["active"] else "revoked/expired"
+            if k["active"] and k["suspended"]:
+                state = "suspended (creator disabled)"
             click.echo(
                 f"{k['id']:>4}  {k['prefix']}  {k['name']:<24} {','.join(k['scopes']):<16} {state}"
             )

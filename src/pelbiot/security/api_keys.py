@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Select, insert, select, update
 
 from pelbiot.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from pelbiot.security.audit import AuditLog
@@ -139,18 +139,24 @@ class ApiKeys:
             return owner
         return None
 
+    @staticmethod
+    def _with_owner() -> Select[Any]:
+        """Keys with whether their creator's account is disabled (which suspends them)."""
+        keys, users = schema.api_keys, schema.users
+        return select(keys, users.c.disabled.label("owner_disabled")).select_from(
+            keys.outerjoin(users, users.c.id == keys.c.created_by_user_id)
+        )
+
     def get(self, key_id: int) -> dict[str, Any]:
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(schema.api_keys).where(schema.api_keys.c.id == key_id)
-            ).first()
+            row = conn.execute(self._with_owner().where(schema.api_keys.c.id == key_id)).first()
         if row is None:
             raise NotFoundError(f"API key {key_id} not found")
         return self._public(dict(row._mapping))
 
     def all(self) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
-            rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.id))
+            rows = conn.execute(self._with_owner().order_by(schema.api_keys.c.id))
             return [self._public(dict(r._mapping)) for r in rows]
 
     def revoke(self, key_id: int, *, actor: Principal, address: str | None = None) -> None:
@@ -251,6 +257,10 @@ class ApiKeys:
             "last_used_ms": row["last_used_ms"],
             "created_ms": row["created_ms"],
             "created_by": row["created_by"],
+            "created_by_user_id": row["created_by_user_id"],
+            # A user's key, its creator gone or disabled: refused until the account is enabled.
+            "suspended": row["created_by_user_id"] is not None
+            and (row["owner_disabled"] is None or bool(row["owner_disabled"])),
             "active": row["revoked_ms"] is None
             and (row["expires_ms"] is None or row["expires_ms"] > now),
         }
