@@ -227,6 +227,36 @@ def test_the_session_cookie_alone_opens_the_feed(
         assert refused.value.code == 1008
 
 
+def test_the_session_cookie_opens_the_feed_only_from_the_apps_own_origin(
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+) -> None:
+    """The cookie is ambient: a page on another origin (even a sibling subdomain, which
+    SameSite does not stop) must not open a socket with it (cross-site WebSocket hijacking)."""
+    with make_client(login=False, cors_origins=["https://ops.example"]) as client:
+        client.app.state.runtime.users.create(  # type: ignore[attr-defined]
+            "browser", TEST_PASSWORD, Role.VIEWER
+        )
+        client.post("/api/v1/auth/login", json={"username": "browser", "password": TEST_PASSWORD})
+        for origin in ("http://testserver", "https://ops.example"):
+            with client.websocket_connect("/api/v1/live", headers={"Origin": origin}) as ws:
+                assert ws.receive_json()["type"] == "snapshot"
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/api/v1/live", headers={"Origin": "https://evil.example"}),
+        ):
+            pass
+        assert refused.value.code == 1008
+        # A token the page had to hold itself is not ambient: no origin rule for it.
+        token = client.cookies["pelbiot_access"]
+        client.cookies.clear()
+        with client.websocket_connect(
+            "/api/v1/live",
+            headers={"Origin": "https://evil.example"},
+            subprotocols=["pelbiot.v1", f"bearer.{token}"],
+        ) as ws:
+            assert ws.receive_json()["type"] == "snapshot"
+
+
 def test_the_query_token_still_works_for_other_clients(
     site: tuple[TestClient, dict[str, str]],
 ) -> None:

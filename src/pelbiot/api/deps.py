@@ -115,6 +115,20 @@ def _subprotocol_token(connection: HTTPConnection) -> str | None:
     return None
 
 
+def _own_origin(connection: HTTPConnection, runtime: Runtime) -> bool:
+    """Whether a WebSocket handshake comes from the dashboard's own origin (its host and port,
+    whatever the scheme: TLS may end at a proxy) or one in ``PELBIOT_CORS_ORIGINS``. Clients
+    that are not browsers send no Origin; they hold no ambient cookie of a visitor either."""
+    origin = connection.headers.get("origin")
+    if origin is None:
+        return True
+    if origin.rstrip("/") in {o.rstrip("/") for o in runtime.settings.cors_origins}:
+        return True
+    _scheme, _, netloc = origin.partition("://")
+    host = connection.headers.get("host", "")
+    return bool(host) and netloc.lower() == host.lower()
+
+
 # The credentials `identify` accepts over HTTP, as OpenAPI security schemes. The WebSocket's
 # `?token=` is not here: the live feed is not in the OpenAPI document.
 BEARER_SCHEME = "bearerAuth"
@@ -240,6 +254,10 @@ def _check(connection: HTTPConnection, runtime: Runtime) -> Principal | None:
             raise ForbiddenError(CSRF_REFUSED)
         if not runtime.sessions.csrf_matches(principal.session_id, sent):
             raise ForbiddenError(CSRF_REFUSED)
+    if from_cookie and method == "WS" and not _own_origin(connection, runtime):
+        # WebSockets skip CORS, and SameSite lets sibling subdomains through: without this a
+        # page elsewhere could open the feed with the visitor's cookie (cross-site hijacking).
+        raise ForbiddenError("the session cookie opens the live feed only from this site")
     if principal is None and runtime.settings.anonymous_read:
         principal = ANONYMOUS_VIEWER
     if rule is PUBLIC:
