@@ -8,6 +8,7 @@ then broken, an injected fault) to show it.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from pelbiot.models import Reading
 from pelbiot.security.permissions import Role
 from pelbiot.storage import schema
 from tests.support.accounts import login_as
-from tests.support.live import frames_until, panels_in, reading_of
+from tests.support.live import close_code, frames_until, panels_in, reading_of
 from tests.support.readings import store
 from tests.support.waiting import wait_for
 
@@ -142,3 +143,21 @@ def _panel_row(panel_id: str, region: str) -> dict[str, Any]:
         "created_ms": now,
         "updated_ms": now,
     }
+
+
+def test_a_scoped_feed_opened_while_the_store_fails_is_told_to_try_again(
+    scoped: tuple[TestClient, dict[str, str], dict[str, str], WatchedLoader],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client, admin, viewer, loader = scoped
+    loader.broken = True
+    client.app.state.runtime.directory.invalidate()  # type: ignore[attr-defined]
+    with client.websocket_connect("/api/v1/live", headers=viewer) as ws:
+        assert close_code(ws) == (1013, "try again later")  # its panels are unknown: fail closed
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    # An unscoped caller needs no lookup: the admin's feed opens all the same.
+    with client.websocket_connect("/api/v1/live", headers=admin) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+    loader.broken = False
+    with client.websocket_connect("/api/v1/live", headers=viewer) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
