@@ -206,9 +206,12 @@ def test_parallel_guesses_from_one_address_all_count(make_client: ClientFactory)
         assert answers == [401] * 16
         assert users.get(user_id)["failed_logins"] == 16
         assert len(audit(client, action="user.lockout")) == 1
-        # Guesses spread over many addresses lock none of them (each stays under the limit).
+        # Guesses spread over many addresses lock none of them (each stays under the limit),
+        # but admins hear of them: 50 failures (5 x the threshold) since the last good login.
         with ThreadPoolExecutor(max_workers=8) as pool:
-            spread = list(pool.map(lambda i: guess(i, f"10.0.1.{i}"), range(16)))
-        assert spread == [401] * 16
+            spread = list(pool.map(lambda i: guess(i, f"10.0.1.{i}"), range(34)))
+        assert spread == [401] * 34
         assert len(audit(client, action="user.lockout")) == 1
+        alerts = audit(client, action="user.guessing")
+        assert [a["details"] for a in alerts] == [{"failures_since_last_login": 50}]
         assert sessions.login("cleo", PASSWORD, address="10.0.2.1").access_token

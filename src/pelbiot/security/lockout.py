@@ -10,7 +10,10 @@ from anywhere. Here every limit that concerns an account is per (account, addres
   account for ``lockout_minutes`` (kept in the database, so parallel guesses on several workers
   all count). The owner logging in from elsewhere is not affected. Each lockout is audited as
   ``user.lockout`` and logged as a WARNING; an admin unlock lifts every address's lock;
-- the per-address sliding window (failed logins per address, any account) stays as it was.
+- the per-address sliding window (failed logins per address, any account) stays as it was;
+- guesses spread over many addresses lock nothing, so every ``5 x lockout_threshold`` wrong
+  passwords for one account since its last good login are audited as ``user.guessing`` and
+  logged as a WARNING, for admins to act on.
 
 IPv6 addresses count per /64, the block one subscriber usually holds.
 """
@@ -34,6 +37,9 @@ from pelbiot.settings import Settings
 from pelbiot.storage import schema
 
 logger = logging.getLogger(__name__)
+
+# Account-wide failures (any address) per alert, in lockout thresholds: 5 x 10 = every 50.
+_SPREAD_FACTOR = 5
 
 
 def address_key(address: str) -> str:
@@ -236,6 +242,22 @@ class Lockout:
             if locked:
                 values["locked_until_ms"] = until
             conn.execute(update(schema.users).where(users.id == row["id"]).values(values))
+            total = conn.execute(
+                select(users.failed_logins).where(users.id == row["id"])
+            ).scalar_one()
+            # Guesses spread over many addresses lock none of them: alert admins instead, each
+            # time the account's failures since its last good login pass another multiple.
+            spread = total % (threshold * _SPREAD_FACTOR) == 0
+            if spread:
+                self._audit.record(
+                    "user.guessing",
+                    actor=row["username"],
+                    target=row["username"],
+                    address=address,
+                    success=False,
+                    details={"failures_since_last_login": total},
+                    conn=conn,
+                )
             self._audit.record(
                 "login.failed",
                 actor=row["username"],
@@ -254,6 +276,13 @@ class Lockout:
                     details={"failures": failures, "minutes": minutes, "scope": "address"},
                     conn=conn,
                 )
+        if spread:
+            logger.warning(
+                "%d wrong passwords for %r since its last good login, from several addresses "
+                "perhaps (audit: user.guessing)",
+                total,
+                row["username"],
+            )
         if locked:
             logger.warning(
                 "login to %r locked for %s after %d wrong passwords (%d min; other addresses "
