@@ -314,7 +314,8 @@ def test_live_feed_uses_no_token_in_its_url_and_follows_access_changes(
     page: object, server: ServerProcess, api: httpx.Client, mosquitto: Mosquitto, prefix: str
 ) -> None:
     """The page's WebSocket carries no secret in its URL (the cookie authenticates it); a panel
-    moved out of the viewer's region leaves the screen; disabling the viewer ends the feed."""
+    moved out of the viewer's region leaves the screen; a promotion shows the admin menu and every
+    panel without a reload; disabling the account ends the feed."""
     for panel_id, region in (("utara1", "north"), ("utara2", "north")):
         created = api.post("/api/v1/panels", json={"id": panel_id, "region": region})
         assert created.status_code == 201, created.text
@@ -340,6 +341,10 @@ def test_live_feed_uses_no_token_in_its_url_and_follows_access_changes(
     assert moved.status_code == 200, moved.text
     page.locator('[data-panel="utara2"]').wait_for(state="detached")  # type: ignore[attr-defined]
     assert page.locator('[data-panel="utara1"]').count() == 1  # type: ignore[attr-defined]
+    promoted = api.patch(f"/api/v1/users/{user.json()['id']}", json={"role": "admin"})
+    assert promoted.status_code == 200, promoted.text
+    page.locator("nav").filter(has_text="Pengguna").wait_for()  # type: ignore[attr-defined]
+    page.locator('[data-panel="utara2"]').wait_for()  # type: ignore[attr-defined]  # unscoped now
     disabled = api.patch(f"/api/v1/users/{user.json()['id']}", json={"disabled": True})
     assert disabled.status_code == 200, disabled.text
     page.locator('[data-testid="login-form"]').wait_for()  # type: ignore[attr-defined]

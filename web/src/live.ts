@@ -1,5 +1,9 @@
 // The WebSocket client: reconnects with capped, jittered backoff and resyncs from REST.
+import { loadSession } from "./session";
 import { store, type IngestFrame, type ReadingFrame, type Status } from "./state";
+
+/** Fired on window after the feed said our rights changed and the session was reloaded. */
+export const ACCESS_CHANGED = "pelbiot:access-changed";
 
 let socket: WebSocket | null = null;
 let attempt = 0;
@@ -59,8 +63,10 @@ function handle(frame: { type: string } & Record<string, unknown>): void {
       store.remove(String(frame.panel));
       break;
     case "access":
-      // our role or regions changed: the server re-scoped the feed; the panel list follows
+      // our role or regions changed: the server re-scoped the feed; the panel list, our
+      // permissions and the menu follow
       void store.refreshPanels().catch(() => undefined);
+      void loadSession().then(() => window.dispatchEvent(new Event(ACCESS_CHANGED)));
       break;
     default:
       break; // dropped (a snapshot follows), pong, error

@@ -4,7 +4,7 @@ import { api, auth, setLoggedOutHandler } from "./api";
 import { setChartZone } from "./charts";
 import { clear, h, setText } from "./dom";
 import { currentLang, dateTime, onLangChange, setLang, setZone, t, type Key, type Lang } from "./i18n";
-import { connectLive, disconnectLive } from "./live";
+import { ACCESS_CHANGED, connectLive, disconnectLive } from "./live";
 import { renderAccount } from "./pages/account";
 import { renderAudit, renderKeys, renderUsers } from "./pages/admin";
 import { renderIngest } from "./pages/ingest";
@@ -50,6 +50,13 @@ function renderNav(): void {
     nav.append(h("a", { href, class: here === href ? "active" : "" }, t(key)));
   }
 }
+
+// A role change reaches the open page through the live feed: redraw what depends on it.
+window.addEventListener(ACCESS_CHANGED, () => {
+  if (!currentUser()) return;
+  renderNav();
+  renderUserMenu();
+});
 
 function renderUserMenu(): void {
   clear(userMenu);
