@@ -156,6 +156,38 @@ def test_a_revoked_key_loses_its_socket(
             assert code == 1008
 
 
+def test_a_keys_feed_follows_its_creators_rights(site: tuple[TestClient, dict[str, str]]) -> None:
+    """A key acts with at most its creator's current rights: demoting the creator re-scopes
+    the key's open feed, disabling the creator closes it (both at once, by event)."""
+    client, admin = site
+    maker = login_as(client, "keymaker", Role.ADMIN)
+    created = client.post(
+        "/api/v1/api-keys", json={"name": "wall", "scopes": ["read"]}, headers=maker
+    )
+    assert created.status_code == 201, created.text
+    client.headers.pop("Authorization")
+    maker_id = user_id(client, "keymaker")
+    with client.websocket_connect(
+        "/api/v1/live", headers={"X-API-Key": created.json()["key"]}
+    ) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        both(client, 1.0)
+        readings_of_all(ws, {"n1", "s1"})
+        demoted = client.patch(
+            f"/api/v1/users/{maker_id}",
+            json={"role": "operator", "regions": ["north"]},
+            headers=admin,
+        )
+        assert demoted.status_code == 200, demoted.text
+        frames = frames_until(ws, lambda f: f["type"] == "snapshot")
+        assert {"type": "removed", "panel": "s1", "reason": "access"} in frames
+        disabled = client.patch(f"/api/v1/users/{maker_id}", json={"disabled": True}, headers=admin)
+        assert disabled.status_code == 200, disabled.text
+        code, reason = close_code(ws)
+        assert code == 1008
+        assert "suspended" in reason
+
+
 # -- frames the feed does not speak ------------------------------------------------------------
 
 
