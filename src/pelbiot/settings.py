@@ -165,7 +165,12 @@ class Settings(BaseSettings):
         256, ge=8, description="Frames a slow WebSocket client may lag before it is resynced."
     )
     live_session_recheck_s: float = Field(
-        15.0, gt=0, description="Seconds between checks that a live feed's login is still valid."
+        15.0,
+        gt=0,
+        description=(
+            "Seconds between full re-checks of an open live feed's rights (session, account,"
+            " key, visible panels); changes made through this process apply at once."
+        ),
     )
     live_status_interval_s: float = Field(
         2.0, gt=0, description="Seconds between ingest status frames on the live feed."
