@@ -11,6 +11,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from pelbiot.security.permissions import Role
+from pelbiot.security.sessions import REUSE_GRACE_MS
+from pelbiot.storage import schema
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 PASSWORD = "Correct-horse-42"
@@ -79,7 +81,8 @@ def test_a_reused_refresh_token_ends_the_whole_session(client: TestClient) -> No
     thief = refresh(client, first["refresh_token"])
     assert thief.status_code == 200
     assert client.get("/api/v1/auth/me", headers=bearer(thief.json())).status_code == 200
-    # ...then the owner presents the same (now rotated) token: the session ends for both.
+    age_rotation(client, first["refresh_token"], REUSE_GRACE_MS + 1000)
+    # ...then, later, the owner presents the same (now rotated) token: the session ends for both.
     owner = refresh(client, first["refresh_token"])
     assert owner.status_code == 401
     assert owner.json()["error"]["code"] == "unauthorized"
@@ -90,6 +93,33 @@ def test_a_reused_refresh_token_ends_the_whole_session(client: TestClient) -> No
     reuse = audit(client, action="session.reuse")
     assert len(reuse) == 1
     assert (reuse[0]["actor"], reuse[0]["success"]) == ("rhea", False)
+
+
+def age_rotation(client: TestClient, refresh_token: str, by_ms: int) -> None:
+    """The clock: make the session's last rotation ``by_ms`` older."""
+    session_id = refresh_token.partition(".")[0]
+    c = schema.sessions.c
+    with runtime_of(client).engine.begin() as conn:
+        conn.execute(
+            schema.sessions.update()
+            .where(c.id == session_id)
+            .values(rotated_ms=c.rotated_ms - by_ms)
+        )
+
+
+def test_two_tabs_refreshing_at_once_are_not_taken_for_a_theft(client: TestClient) -> None:
+    """Tabs share the refresh cookie: the one that loses the race is refused, the session lives,
+    and the loser's retry with the renewed token works."""
+    runtime_of(client).users.create("tabby", PASSWORD, Role.VIEWER)
+    first = tokens_for(client, "tabby")
+    winner = refresh(client, first["refresh_token"])
+    assert winner.status_code == 200
+    loser = refresh(client, first["refresh_token"])
+    assert loser.status_code == 401
+    assert "renewed by another request" in loser.json()["error"]["message"]
+    assert client.get("/api/v1/auth/me", headers=bearer(winner.json())).status_code == 200
+    assert refresh(client, winner.json()["refresh_token"]).status_code == 200
+    assert audit(client, action="session.reuse") == []
 
 
 def test_a_wrong_refresh_secret_does_not_end_the_session(client: TestClient) -> None:

@@ -94,7 +94,10 @@ async function send(path: string, init: RequestInit): Promise<Response> {
 async function request<T>(path: string, init: RequestInit = {}, retry = true): Promise<T> {
   let response = await send(path, init);
   if (response.status === 401 && retry && !path.startsWith("/api/v1/auth/")) {
-    if (await refreshSession()) response = await send(path, init);
+    // Retried even when this refresh failed: another tab may have renewed the shared cookies
+    // in the same instant (the server refuses the loser of that race without ending the session).
+    await refreshSession();
+    response = await send(path, init);
     if (response.status === 401) onLoggedOut();
   }
   if (response.status === 204) return undefined as T;

@@ -34,6 +34,11 @@ logger = logging.getLogger(__name__)
 
 LOGIN_FAILED = "login failed: wrong username or password, or the account is locked or disabled"
 _ALGORITHM = "HS256"
+# Two dashboard tabs share the refresh cookie and may refresh in the same instant: the loser
+# presents the secret the winner just replaced. Within this window that is refused (the tab
+# retries with the renewed cookie) without ending the session; later it is a stolen token.
+REUSE_GRACE_MS = 10_000
+_JUST_ROTATED = "refresh token was just renewed by another request; retry with the new one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +171,8 @@ class Sessions:
                 reused = found.previous_refresh_hash is not None and hmac.compare_digest(
                     found.previous_refresh_hash, presented
                 )
+                if reused and now - (found.rotated_ms or 0) <= REUSE_GRACE_MS:
+                    raise UnauthorizedError(_JUST_ROTATED)
                 if reused:
                     self._end_reused(conn, session_id, found.username, address)
             elif found.expires_ms >= now and not found.disabled:
@@ -175,12 +182,17 @@ class Sessions:
                 rotated = conn.execute(
                     update(schema.sessions)
                     .where(c.id == session_id, c.refresh_hash == presented)
-                    .values(refresh_hash=_sha256(new_secret), previous_refresh_hash=presented)
+                    .values(
+                        refresh_hash=_sha256(new_secret),
+                        previous_refresh_hash=presented,
+                        rotated_ms=now,
+                    )
                 ).rowcount
                 if rotated == 1:
                     user = self._users.row(found.user_id)
                     return self._tokens(user, session_id, new_secret)
-                self._end_reused(conn, session_id, found.username, address)
+                # Lost a race with a parallel refresh of the same token (another tab).
+                raise UnauthorizedError(_JUST_ROTATED)
         raise UnauthorizedError("refresh token is not valid; log in again")
 
     def _end_reused(self, conn: Any, session_id: str, username: str, address: str) -> None:

@@ -126,6 +126,8 @@ sessions = Table(
     Column("refresh_hash", String(128), nullable=False),
     # The secret the last rotation replaced: presenting it again means the token was stolen.
     Column("previous_refresh_hash", String(128), nullable=True),
+    # When it was replaced: a replay right after a rotation is a race between tabs, not a theft.
+    Column("rotated_ms", BigInteger, nullable=True),
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),

@@ -1,7 +1,9 @@
 """Account and key hardening (issue #9).
 
 - ``sessions.previous_refresh_hash``: the refresh secret the last rotation replaced, so a replayed
-  (stolen and already used) refresh token is recognised and ends the session.
+  (stolen and already used) refresh token is recognised and ends the session;
+  ``sessions.rotated_ms``: when, so a replay within seconds (two tabs refreshing at once) is
+  refused without ending the session.
 - ``api_keys.created_by_user_id``: the user whose current rights bound the key (NULL: made by the
   CLI, the key keeps its own scopes). Existing keys are matched to a user by ``created_by`` name.
 - ``login_failures``: failed logins per (account, address): lockout and back-off hit only the
@@ -50,6 +52,7 @@ def upgrade() -> None:
     op.create_index("uq_users_username_lower", "users", [sa.text("lower(username)")], unique=True)
     with op.batch_alter_table("sessions") as batch:
         batch.add_column(sa.Column("previous_refresh_hash", sa.String(128), nullable=True))
+        batch.add_column(sa.Column("rotated_ms", sa.BigInteger, nullable=True))
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("created_by_user_id", sa.Integer, nullable=True))
     op.execute(
@@ -78,5 +81,6 @@ def downgrade() -> None:
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_column("created_by_user_id")
     with op.batch_alter_table("sessions") as batch:
+        batch.drop_column("rotated_ms")
         batch.drop_column("previous_refresh_hash")
     op.drop_index("uq_users_username_lower", table_name="users")
