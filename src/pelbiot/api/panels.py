@@ -184,13 +184,17 @@ def create_panel(
     if principal is not None and principal.panel_id not in (None, body.id):
         raise ForbiddenError("this key is limited to one panel and may not create others")
     _check_region_change(principal, fields.get("region"))
-    panel = runtime.store.create_panel(body.id, fields)
-    runtime.audit.record(
-        "panel.create",
-        actor=_actor(principal),
-        target=body.id,
-        address=client_address(request),
-        details=fields,
+    panel = runtime.store.create_panel(
+        body.id,
+        fields,
+        audit=lambda conn, _before: runtime.audit.record(
+            "panel.create",
+            actor=_actor(principal),
+            target=body.id,
+            address=client_address(request),
+            details=fields,
+            conn=conn,
+        ),
     )
     return _public(runtime, panel)
 
@@ -220,14 +224,17 @@ def update_panel(
         raise InvalidInputError("name and phases cannot be cleared")
     if "region" in changes:
         _check_region_change(principal, changes["region"])
-    before = runtime.store.get_panel(panel_id)
-    panel = runtime.store.update_panel(panel_id, changes)
-    runtime.audit.record(
-        "panel.update",
-        actor=_actor(principal),
-        target=panel_id,
-        address=client_address(request),
-        details={k: {"from": before.get(k), "to": v} for k, v in changes.items()},
+    panel = runtime.store.update_panel(
+        panel_id,
+        changes,
+        audit=lambda conn, before: runtime.audit.record(
+            "panel.update",
+            actor=_actor(principal),
+            target=panel_id,
+            address=client_address(request),
+            details={k: {"from": before.get(k), "to": v} for k, v in changes.items()},
+            conn=conn,
+        ),
     )
     return _public(runtime, panel)
 
@@ -241,9 +248,15 @@ def delete_panel(
     request: Request, runtime: RuntimeDep, principal: MaybePrincipalDep, panel_id: PanelId
 ) -> Response:
     require_visible(runtime, principal, panel_id)
-    runtime.store.delete_panel(panel_id)
-    runtime.audit.record(
-        "panel.delete", actor=_actor(principal), target=panel_id, address=client_address(request)
+    runtime.store.delete_panel(
+        panel_id,
+        audit=lambda conn, _before: runtime.audit.record(
+            "panel.delete",
+            actor=_actor(principal),
+            target=panel_id,
+            address=client_address(request),
+            conn=conn,
+        ),
     )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -7,7 +7,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from pelbiot.errors import ConflictError, NotFoundError
@@ -23,6 +34,10 @@ PANEL_FIELDS = (
     "kva_rating",
     "notes",
 )
+
+# Writes a panel change's audit entry on the change's connection; gets the panel as it was
+# before the change (empty for a create or delete).
+PanelAudit = Callable[[Connection, dict[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,37 +156,51 @@ class Store:
             rows = conn.execute(q).all()
         return [{"metric": m, "known": bool(k)} for m, k in rows]
 
-    def create_panel(self, panel_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+    # The panel writes take ``audit``: called inside the change's transaction with its
+    # connection (and, for an update, the panel as it was), so the audit entry commits with
+    # the change or neither does.
+
+    def create_panel(
+        self, panel_id: str, fields: dict[str, Any], *, audit: PanelAudit | None = None
+    ) -> dict[str, Any]:
         now = _now_ms()
         values = {k: v for k, v in fields.items() if k in PANEL_FIELDS}
         values.setdefault("name", panel_id)
         values.setdefault("phases", 3)
-        try:
-            with self.engine.begin() as conn:
+        with self.engine.begin() as conn:
+            try:
                 conn.execute(
                     insert(schema.panels).values(
                         id=panel_id, created_ms=now, updated_ms=now, **values
                     )
                 )
-        except IntegrityError:
-            raise ConflictError(f"panel {panel_id!r} already exists") from None
+            except IntegrityError:
+                # Only the insert's: a failing audit insert is not a duplicate panel.
+                raise ConflictError(f"panel {panel_id!r} already exists") from None
+            if audit is not None:
+                audit(conn, {})
         self._changed(panel_id)
         return self.get_panel(panel_id)
 
-    def update_panel(self, panel_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    def update_panel(
+        self, panel_id: str, changes: dict[str, Any], *, audit: PanelAudit | None = None
+    ) -> dict[str, Any]:
         values = {k: v for k, v in changes.items() if k in PANEL_FIELDS}
+        p = schema.panels.c
         with self.engine.begin() as conn:
-            result = conn.execute(
-                update(schema.panels)
-                .where(schema.panels.c.id == panel_id)
-                .values(updated_ms=_now_ms(), **values)
-            )
-            if result.rowcount == 0:
+            # Read inside the transaction: the audit's "from" values are the ones replaced.
+            row = conn.execute(select(schema.panels).where(p.id == panel_id)).first()
+            if row is None:
                 raise NotFoundError(f"panel {panel_id!r} not found")
+            conn.execute(
+                update(schema.panels).where(p.id == panel_id).values(updated_ms=_now_ms(), **values)
+            )
+            if audit is not None:
+                audit(conn, dict(row._mapping))
         self._changed(panel_id)
         return self.get_panel(panel_id)
 
-    def delete_panel(self, panel_id: str) -> None:
+    def delete_panel(self, panel_id: str, *, audit: PanelAudit | None = None) -> None:
         """Delete a panel with all its readings."""
         s = schema.series.c
         with self.engine.begin() as conn:
@@ -183,6 +212,8 @@ class Store:
             result = conn.execute(delete(schema.panels).where(schema.panels.c.id == panel_id))
             if result.rowcount == 0:
                 raise NotFoundError(f"panel {panel_id!r} not found")
+            if audit is not None:
+                audit(conn, {})
         for callback in self._panel_deleted:
             callback(panel_id)
         self._changed(panel_id)
