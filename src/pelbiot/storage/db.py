@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from pelbiot.errors import ConfigError
@@ -18,6 +19,8 @@ KEEPALIVE_IDLE_S = 10
 KEEPALIVE_INTERVAL_S = 5
 KEEPALIVE_COUNT = 3
 TCP_USER_TIMEOUT_MS = 30_000
+# How long a SQLite write waits for the write lock (another connection's commit) before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def normalize_url(url: str) -> str:
@@ -36,9 +39,14 @@ def is_sqlite(url: str) -> bool:
 def make_engine(
     url: str, *, writer: bool = False, pool_size: int = 5, statement_timeout_s: float = 0.0
 ) -> Engine:
-    """An engine for readers (deferred transactions) or the single writer (BEGIN IMMEDIATE).
+    """An engine for the API (reads and account/panel writes) or the single ingest writer.
 
     SQLite runs in WAL mode so readers never block the writer and the writer never blocks them.
+    Every explicit transaction (``engine.begin()``, ``conn.begin()``) begins IMMEDIATE, so a
+    read-then-write waits for the write lock up front (busy timeout) instead of failing with
+    "database is locked" when another connection commits first; a transaction that begins
+    implicitly on a ``connect()`` read stays deferred and takes no lock. The writer's
+    connection commits with ``synchronous=FULL``: what ingest acknowledges survives power loss.
     On PostgreSQL, TCP keepalives notice a silently dead server within 30 s and
     ``statement_timeout_s`` (0 = no limit of ours) bounds every statement on the server.
     """
@@ -55,10 +63,10 @@ def make_engine(
         # about half the CPU of a small commit (docs/performance.md).
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 30},
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             **({"pool_size": 1, "max_overflow": 0} if writer else {}),
         )
-        _sqlite_tuning(engine, begin="BEGIN IMMEDIATE" if writer else "BEGIN")
+        _sqlite_tuning(engine, synchronous="FULL" if writer else "NORMAL")
         return engine
     kwargs: dict[str, Any] = {
         "pool_pre_ping": True,
@@ -100,21 +108,37 @@ def _postgres_connect_args(url_query: dict[str, Any], statement_timeout_s: float
     return args
 
 
-def _sqlite_tuning(engine: Engine, *, begin: str) -> None:
+def _sqlite_tuning(engine: Engine, *, synchronous: str) -> None:
+    # Connections whose transaction is about to begin implicitly, inside a statement
+    # (``connect()`` then a read): those begin deferred. Keyed by the Connection object, which
+    # lives for one ``with engine.connect()`` block, so nothing leaks to the next user.
+    implicit: weakref.WeakSet[Connection] = weakref.WeakSet()
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours to emit.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode is durable against process crashes (SIGKILL); only an OS crash
-        # or power loss can lose the last transactions.
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # FULL (the writer): the WAL is synced at every commit, so an acknowledged reading
+        # survives power loss. NORMAL (the API): durable against a process crash; an OS crash
+        # may lose the last API commits, but never one that a later writer commit synced.
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA cache_size=-131072")
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
+    @event.listens_for(engine, "before_execute")
+    def _before_execute(conn: Connection, *_args: Any) -> None:
+        if not conn.in_transaction():
+            implicit.add(conn)  # SQLAlchemy autobegins before running this statement
+
     @event.listens_for(engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+    def _on_begin(conn: Connection) -> None:
+        deferred = conn in implicit
+        try:
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        finally:
+            # This BEGIN passed through _before_execute too: the mark is spent either way.
+            implicit.discard(conn)
