@@ -110,7 +110,10 @@ class Runtime:
         store.on_panel_changed(directory.invalidate)
         # After the directory forgot its cache: open live feeds re-check what they may see.
         store.on_panel_changed(hub.panel_changed)
-        users.on_change(hub.user_changed)
+        users.changes.add(hub.user_changed)
+        sessions.changes.add(hub.user_changed)
+        api_keys = ApiKeys(engine, audit)
+        api_keys.changes.add(hub.user_changed)
         ingest = None
         if settings.mqtt_url:
             ingest = MqttIngest(
@@ -131,7 +134,7 @@ class Runtime:
             audit=audit,
             users=users,
             sessions=sessions,
-            api_keys=ApiKeys(engine, audit),
+            api_keys=api_keys,
             directory=directory,
             rate_limits=RateLimits(
                 per_address=SlidingWindow(limit=settings.rate_limit_per_address, window_s=60),

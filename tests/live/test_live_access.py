@@ -137,23 +137,42 @@ def test_rights_changed_elsewhere_reach_the_socket_at_the_next_periodic_check(
             assert close_code(ws) == (1008, "account disabled")
 
 
-def test_a_revoked_key_loses_its_socket(
-    make_client: Callable[..., AbstractContextManager[TestClient]],
-) -> None:
-    # A revocation changes no account: the periodic re-check finds it (shortened here).
-    with make_client(live_session_recheck_s=0.2) as client:
-        created = client.post("/api/v1/api-keys", json={"name": "wallboard", "scopes": ["read"]})
-        assert created.status_code == 201, created.text
-        key = created.json()
-        admin = {"Authorization": client.headers.pop("Authorization")}
-        with client.websocket_connect(
-            "/api/v1/live", subprotocols=["pelbiot.v1", f"bearer.{key['key']}"]
-        ) as ws:
-            assert ws.receive_json()["type"] == "snapshot"
-            revoked = client.delete(f"/api/v1/api-keys/{key['id']}", headers=admin)
-            assert revoked.status_code in (200, 204), revoked.text
-            code, _reason = close_code(ws)
-            assert code == 1008
+def test_a_revoked_key_loses_its_socket(site: tuple[TestClient, dict[str, str]]) -> None:
+    """The revocation itself wakes the key's feeds (no periodic re-check in this app)."""
+    client, admin = site
+    created = client.post(
+        "/api/v1/api-keys", json={"name": "wallboard", "scopes": ["read"]}, headers=admin
+    )
+    assert created.status_code == 201, created.text
+    key = created.json()
+    client.headers.pop("Authorization")
+    with client.websocket_connect(
+        "/api/v1/live", subprotocols=["pelbiot.v1", f"bearer.{key['key']}"]
+    ) as ws:
+        assert ws.receive_json()["type"] == "snapshot"
+        revoked = client.delete(f"/api/v1/api-keys/{key['id']}", headers=admin)
+        assert revoked.status_code in (200, 204), revoked.text
+        code, _reason = close_code(ws)
+        assert code == 1008
+
+
+def test_logging_out_closes_that_sessions_socket(site: tuple[TestClient, dict[str, str]]) -> None:
+    """A logout wakes the user's feeds: the ended session's socket closes, another stays."""
+    client, _admin = site
+    first = login_as(client, "twice", Role.VIEWER)
+    second = login_as(client, "twice", Role.VIEWER)
+    with (
+        client.websocket_connect("/api/v1/live", headers=first) as ended,
+        client.websocket_connect("/api/v1/live", headers=second) as kept,
+    ):
+        assert ended.receive_json()["type"] == "snapshot"
+        assert kept.receive_json()["type"] == "snapshot"
+        assert client.post("/api/v1/auth/logout", headers=first).status_code == 204
+        code, _reason = close_code(ended)
+        assert code == 1008
+        both(client, 7.0)
+        frame = frames_until(kept, reading_of("n1"))[-1]
+        assert frame["values"]["voltage"] == 7.0
 
 
 def test_a_keys_feed_follows_its_creators_rights(site: tuple[TestClient, dict[str, str]]) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, Select, insert, select, update
 
 from pelbiot.errors import InvalidInputError, NotFoundError, UnauthorizedError
 from pelbiot.security.audit import AuditLog
+from pelbiot.security.change_events import ChangeListeners
 from pelbiot.security.permissions import (
     ROLE_PERMISSIONS,
     SCOPES,
@@ -70,6 +71,8 @@ class ApiKeys:
         self._audit = audit
         self._last_used: dict[int, int] = {}
         self._lock = threading.Lock()
+        # Called after a key is revoked, with the id of the user who made it (0: the CLI).
+        self.changes = ChangeListeners()
 
     def create(
         self,
@@ -174,6 +177,7 @@ class ApiKeys:
                 address=address,
                 conn=conn,
             )
+        self.changes.notify(int(record.get("created_by_user_id") or 0))
 
     def active(self, key_id: int) -> bool:
         """Whether a key is still usable (not revoked, not expired)."""

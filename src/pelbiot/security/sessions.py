@@ -23,6 +23,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 
 from pelbiot.errors import UnauthorizedError
 from pelbiot.security.audit import AuditLog
+from pelbiot.security.change_events import ChangeListeners
 from pelbiot.security.lockout import Lockout
 from pelbiot.security.passwords import Passwords
 from pelbiot.security.permissions import Principal, Role, user_principal
@@ -72,6 +73,8 @@ class Sessions:
         self._users = users
         self._passwords = passwords
         self._lockout = lockout
+        # Called with the user id after a session of theirs ended (logout, reuse).
+        self.changes = ChangeListeners()
         self._clock = clock  # stamps access tokens (tests issue expired ones with a past clock)
         # A fixed-length signing key derived from the secret, whatever the secret's length.
         self._signing_key = hashlib.sha256(
@@ -157,6 +160,7 @@ class Sessions:
         session_id, _, secret = refresh_token.partition(".")
         presented = _sha256(secret)
         now = now_ms()
+        ended: int | None = None
         c = schema.sessions.c
         with self._engine.begin() as conn:
             found = conn.execute(
@@ -175,6 +179,7 @@ class Sessions:
                     raise UnauthorizedError(_JUST_ROTATED)
                 if reused:
                     self._end_reused(conn, session_id, found.username, address)
+                    ended = int(found.user_id)
             elif found.expires_ms >= now and not found.disabled:
                 new_secret = secrets.token_urlsafe(32)
                 # Conditional on the secret still being current: of two parallel refreshes with
@@ -193,6 +198,8 @@ class Sessions:
                     return self._tokens(user, session_id, new_secret)
                 # Lost a race with a parallel refresh of the same token (another tab).
                 raise UnauthorizedError(_JUST_ROTATED)
+        if ended is not None:
+            self.changes.notify(ended)
         raise UnauthorizedError("refresh token is not valid; log in again")
 
     def _end_reused(self, conn: Any, session_id: str, username: str, address: str) -> None:
@@ -215,13 +222,17 @@ class Sessions:
         )
 
     def logout(self, session_id: str, *, actor: str, address: str) -> None:
+        c = schema.sessions.c
         with self._engine.begin() as conn:
+            user_id = conn.execute(select(c.user_id).where(c.id == session_id)).scalar()
             conn.execute(
                 update(schema.sessions)
-                .where(schema.sessions.c.id == session_id, schema.sessions.c.revoked_ms.is_(None))
+                .where(c.id == session_id, c.revoked_ms.is_(None))
                 .values(revoked_ms=now_ms())
             )
             self._audit.record("logout", actor=actor, address=address, conn=conn)
+        if user_id is not None:
+            self.changes.notify(int(user_id))
 
     def logout_refresh(self, refresh_token: str, *, address: str) -> bool:
         """End the session a refresh token belongs to (logout after the access token expired).
@@ -229,7 +240,11 @@ class Sessions:
         session_id, _, secret = refresh_token.partition(".")
         with self._engine.begin() as conn:
             found = conn.execute(
-                select(schema.sessions.c.refresh_hash, schema.users.c.username)
+                select(
+                    schema.sessions.c.refresh_hash,
+                    schema.sessions.c.user_id,
+                    schema.users.c.username,
+                )
                 .join(schema.users, schema.users.c.id == schema.sessions.c.user_id)
                 .where(schema.sessions.c.id == session_id, schema.sessions.c.revoked_ms.is_(None))
             ).first()
@@ -241,6 +256,7 @@ class Sessions:
                 .values(revoked_ms=now_ms())
             )
             self._audit.record("logout", actor=found.username, address=address, conn=conn)
+        self.changes.notify(int(found.user_id))
         return True
 
     def session_active(self, session_id: str) -> bool:

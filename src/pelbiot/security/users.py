@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, insert, select, update
@@ -14,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from pelbiot.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from pelbiot.security.audit import AuditLog
+from pelbiot.security.change_events import ChangeListeners
 from pelbiot.security.lockout import Lockout
 from pelbiot.security.passwords import Passwords, check_policy
 from pelbiot.security.permissions import Principal, Role, may_manage
@@ -59,16 +59,12 @@ class Users:
         self._audit = audit
         self._passwords = passwords
         self._lockout = lockout
-        self._listeners: list[Callable[[int], None]] = []
-
-    def on_change(self, callback: Callable[[int], None]) -> None:
-        """Called with the user id after a committed change of role, regions, disabled or
-        password (open live feeds re-check their rights at once)."""
-        self._listeners.append(callback)
+        # Called with the user id after a committed change of role, regions, disabled or
+        # password (open live feeds re-check their rights at once).
+        self.changes = ChangeListeners()
 
     def _changed(self, user_id: int) -> None:
-        for callback in self._listeners:
-            callback(user_id)
+        self.changes.notify(user_id)
 
     def count(self) -> int:
         with self._engine.connect() as conn:
