@@ -35,6 +35,15 @@ def fast_password_hashing(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     monkeypatch.setenv("PELBIOT_PASSWORD_HASH_MEMORY_KIB", "1024")
 
 
+@pytest.fixture(params=["bulk", "paho"])
+def mqtt_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test once per MQTT reader (PELBIOT_MQTT_CLIENT), for in-process apps and server
+    processes alike: the bulk reader and paho's public manual-ack API must both lose nothing."""
+    reader: str = request.param
+    monkeypatch.setenv("PELBIOT_MQTT_CLIENT", reader)
+    return reader
+
+
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     """One private broker for the session; tests keep apart by a unique topic prefix."""

@@ -60,6 +60,14 @@ class Settings(BaseSettings):
         "5", description="MQTT protocol version; 5 lets us raise the in-flight window."
     )
     mqtt_qos: Literal[0, 1] = Field(1, description="Subscription QoS; 1 for no loss.")
+    mqtt_client: Literal["bulk", "paho"] = Field(
+        "bulk",
+        description=(
+            "MQTT reader: bulk (fast; reads the socket in large chunks, relies on paho-mqtt "
+            "internals, checked at start) or paho (paho's public manual-ack API, slower; also "
+            "used when the check fails)."
+        ),
+    )
     mqtt_receive_maximum: int = Field(
         20000,
         ge=1,

@@ -155,6 +155,7 @@ class CommitThenStop:
         return True
 
 
+@pytest.mark.usefixtures("mqtt_reader")
 @pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 def test_acks_queued_just_before_disconnect_reach_the_broker(
     private_mosquitto: Mosquitto,
@@ -238,6 +239,7 @@ def slow_recorder(runtime: Runtime, pause_s: float) -> list[int]:
     return sizes
 
 
+@pytest.mark.usefixtures("mqtt_reader")
 def test_runtime_stop_with_a_full_writer_queue_acks_every_commit(
     private_mosquitto: Mosquitto,
     make_settings: Callable[..., Settings],

@@ -15,6 +15,8 @@ from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 
+pytestmark = pytest.mark.usefixtures("mqtt_reader")  # each test with both MQTT readers
+
 
 def test_mosquitto_pub_reading_is_served_within_one_second(
     make_client: ClientFactory, mosquitto: Mosquitto, prefix: str

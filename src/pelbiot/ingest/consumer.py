@@ -6,7 +6,8 @@ paho-mqtt runs in manual-ack mode inside our own select loop (paho's "external l
   touches the socket) sends them, many PUBACKs per write;
 - ``BulkClient`` (mqttclient.py) reads the socket in large chunks and gives us every message of
   a read at once; their readings go to the writer as one item with one acknowledgement callback,
-  split at ``writer_batch_max`` readings;
+  split at ``writer_batch_max`` readings. ``PELBIOT_MQTT_CLIENT=paho`` (or paho internals that
+  changed, checked at start) selects ``PlainClient``, the same on paho's public API, slower;
 - an MQTT 5 receive-maximum raises the broker's in-flight window so ack-after-commit does not cap
   throughput; the writer queue bounds the rest (backpressure: we stop reading the socket);
 - acks are tied to a connection generation: after a reconnect the broker redelivers whatever was
@@ -41,7 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from pelbiot.decode.payloads import DecodeConfig, decode
-from pelbiot.ingest.mqttclient import BulkClient, Inbound
+from pelbiot.ingest.mqttclient import BulkClient, Inbound, PlainClient, paho_internals_problems
 from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.topics import TopicTracker
@@ -69,6 +70,21 @@ def subscription_topic(settings: Settings) -> str:
     if settings.mqtt_shared_group:
         topic = f"$share/{settings.mqtt_shared_group}/{topic}"
     return topic
+
+
+def client_class(settings: Settings) -> type[BulkClient | PlainClient]:
+    """The MQTT reader ``PELBIOT_MQTT_CLIENT`` asks for; paho's public API if the bulk reader's
+    paho internals changed."""
+    if settings.mqtt_client == "paho":
+        return PlainClient
+    if problems := paho_internals_problems():
+        logger.error(
+            "paho-mqtt changed under the bulk MQTT reader (%s); using paho's slower public API "
+            "instead (PELBIOT_MQTT_CLIENT=paho silences this)",
+            "; ".join(problems),
+        )
+        return PlainClient
+    return BulkClient
 
 
 class MqttIngest:
@@ -103,9 +119,9 @@ class MqttIngest:
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._generation = 0
-        # (connection generation, QoS 1 ids, QoS 2 ids) committed and ready to acknowledge;
-        # appended by the writer thread, sent by this one.
-        self._acks: deque[tuple[int, list[int], list[int]]] = deque()
+        # (connection generation, QoS 1 ids) committed and ready to acknowledge; appended by
+        # the writer thread, sent by this one.
+        self._acks: deque[tuple[int, list[int]]] = deque()
         self._item_readings = max(1, min(settings.writer_batch_max, 4096))
         self._reading = True
         self._thread_id: int | None = None
@@ -178,9 +194,11 @@ class MqttIngest:
 
     # -- connection ---------------------------------------------------------------------------
 
-    def _make_client(self, tls: bool, url_user: str | None, url_pw: str | None) -> BulkClient:
+    def _make_client(
+        self, tls: bool, url_user: str | None, url_pw: str | None
+    ) -> BulkClient | PlainClient:
         s = self._settings
-        client = BulkClient(
+        client = client_class(s)(
             on_messages=self._on_messages,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
@@ -201,7 +219,6 @@ class MqttIngest:
             client.tls_insecure_set(s.mqtt_tls_insecure)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_qos2_message  # QoS 0/1 come in bulk via on_messages
         client.on_subscribe = self._on_subscribe
         # Registering these makes paho queue outgoing packets (acks from the writer thread)
         # instead of writing to the socket from the calling thread; we write in run().
@@ -421,7 +438,7 @@ class MqttIngest:
                 readings += decoded.readings
                 if len(readings) >= limit:
                     received += len(readings)
-                    if not self._submit(readings, acks, [], messages):
+                    if not self._submit(readings, acks, messages):
                         return
                     readings, acks, messages = [], [], 0
         record = self._topics.record
@@ -436,14 +453,14 @@ class MqttIngest:
         stats.readings_received += received
         if readings or acks:
             # Refused messages too go through the writer, so PUBACKs keep the arrival order.
-            self._submit(readings, acks, [], messages)
+            self._submit(readings, acks, messages)
 
-    def _submit(self, readings: list[Reading], acks: list[int], acks2: list[int], n: int) -> bool:
+    def _submit(self, readings: list[Reading], acks: list[int], n: int) -> bool:
         generation = self._generation
         pending = self._acks
 
         def on_committed() -> None:  # writer thread: hand the ids back, wake the socket loop
-            pending.append((generation, acks, acks2))
+            pending.append((generation, acks))
             self._wake()
 
         # Blocks while the writer queue is full: we stop reading, the broker holds the rest.
@@ -451,7 +468,7 @@ class MqttIngest:
         # thread goes back to sending the acks of what the writer commits while it drains.
         waiting_since = time.monotonic()
         while not self._writer.submit(
-            readings, on_committed if acks or acks2 else None, timeout=1.0, messages=n
+            readings, on_committed if acks else None, timeout=1.0, messages=n
         ):
             if self._stop.is_set() or not self._reading:
                 return False  # not acked: the broker redelivers after restart
@@ -475,29 +492,10 @@ class MqttIngest:
         if not pending:
             return
         mids: list[int] = []
-        mids2: list[int] = []
         while pending:
-            generation, acks, acks2 = pending.popleft()
+            generation, acks = pending.popleft()
             # An id from an earlier connection means nothing now: the broker redelivers it.
             if generation == self._generation and self._connected.is_set():
                 mids += acks
-                mids2 += acks2
         if mids:
             self._client.queue_pubacks(mids)
-        for mid in mids2:
-            self._client.ack(mid, 2)
-
-    def _on_qos2_message(
-        self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage
-    ) -> None:
-        """QoS 2 (only if the subscription QoS were 2): paho's path, PUBCOMP after commit."""
-        inbound = Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.mid, msg.retain)
-        now = time.time()
-        decoded = decode(inbound.topic, inbound.payload, int(now * 1000), self._decode_config)
-        self._topics.record(inbound.topic, inbound.payload, now)
-        self._stats.messages_received += 1
-        if decoded.rejections:
-            self._stats.messages_rejected += 1
-            self._rejects.add(decoded.rejections)
-        self._stats.readings_received += len(decoded.readings)
-        self._submit(decoded.readings, [], [msg.mid] if msg.qos == 2 else [], 1)

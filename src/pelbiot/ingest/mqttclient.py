@@ -3,7 +3,7 @@
 paho's ``loop_read`` parses one packet per call with three or more ``recv`` calls per packet,
 builds an ``MQTTMessage`` and runs ``on_message`` for each, and sends one PUBACK per ``send``.
 At tens of thousands of messages a second that is most of a core. ``BulkClient`` keeps paho for
-everything but the hot path (connect, subscribe, keepalive, TLS, reconnect, QoS 2):
+everything but the hot path (connect, subscribe, keepalive, TLS, reconnect):
 
 - ``loop_read`` reads up to ``read_size`` bytes at once and parses every complete packet in the
   buffer; QoS 0/1 PUBLISH packets are collected and given to ``on_messages`` as one list, in
@@ -11,17 +11,26 @@ everything but the hot path (connect, subscribe, keepalive, TLS, reconnect, QoS 
 - ``queue_pubacks`` queues the PUBACKs of many messages as one write.
 
 The caller still decides when to acknowledge (ack after commit): nothing here acks by itself.
+
+``BulkClient`` relies on paho internals (``PAHO_INTERNALS``), which is why pyproject.toml pins
+paho-mqtt to the tested minor version and ``paho_internals_problems`` checks them at start-up.
+``PlainClient`` offers the same interface on paho's public API only (``on_message``,
+``manual_ack`` and ``ack``): slower, the fallback when the internals changed
+(``PELBIOT_MQTT_CLIENT=paho``). QoS 2 never arrives: the subscription QoS is 0 or 1, and the
+broker delivers at most the subscription's QoS.
 """
 
 from __future__ import annotations
 
+import inspect
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 
 _PUBLISH = 0x30  # fixed-header types (high nibble)
@@ -62,6 +71,101 @@ def _varint(buf: bytes, pos: int, end: int) -> tuple[int, int] | None:
     if end - pos >= _MAX_VARINT_BYTES:
         raise _MalformedError("variable byte integer longer than 4 bytes")
     return None
+
+
+# What BulkClient uses of paho's private side, and the kind each must have: a method with
+# these parameter names, or an attribute holding this type on a client not yet connected.
+# Checked by paho_internals_problems (and the test suite) so that a paho release that renames
+# or reshapes one fails loudly at start-up instead of corrupting the MQTT stream.
+PAHO_INTERNALS: dict[str, tuple[str, ...] | type | tuple[type, ...]] = {
+    "_sock_recv": ("bufsize",),
+    "_loop_rc_handle": ("rc",),
+    "_easy_log": ("level", "fmt", "args"),
+    "_packet_handle": (),
+    "_packet_queue": ("command", "packet", "mid", "qos", "info"),
+    "_sock": type(None),
+    "_msgtime_mutex": type(threading.Lock()),
+    "_last_bytes_received": float,
+    "_protocol": int,
+    "_in_packet": dict,
+}
+# The keys of _in_packet that _handle_other fills in for paho's _packet_handle.
+_IN_PACKET_KEYS = frozenset(
+    {
+        "command",
+        "have_remaining",
+        "remaining_count",
+        "remaining_mult",
+        "remaining_length",
+        "packet",
+        "to_process",
+        "pos",
+    }
+)
+
+
+def paho_internals_problems() -> list[str]:
+    """One line per paho internal that BulkClient relies on and that is missing or changed in
+    kind in the installed paho-mqtt; empty when BulkClient is safe to use."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    problems = []
+    for name, kind in PAHO_INTERNALS.items():
+        if not hasattr(client, name):
+            problems.append(f"mqtt.Client.{name} is missing")
+            continue
+        value = getattr(client, name)
+        if isinstance(kind, tuple) and all(isinstance(k, str) for k in kind):
+            if not callable(value):
+                problems.append(f"mqtt.Client.{name} is no longer a method")
+                continue
+            params = tuple(inspect.signature(value).parameters)
+            if params != kind:
+                problems.append(
+                    f"mqtt.Client.{name} takes {params}, BulkClient calls it with {kind}"
+                )
+        elif not isinstance(value, kind):  # type: ignore[arg-type]
+            problems.append(
+                f"mqtt.Client.{name} is a {type(value).__name__}, BulkClient expects {kind}"
+            )
+    in_packet = getattr(client, "_in_packet", None)
+    if isinstance(in_packet, dict) and set(in_packet) != _IN_PACKET_KEYS:
+        problems.append(
+            f"mqtt.Client._in_packet has keys {sorted(in_packet)}, BulkClient fills in "
+            f"{sorted(_IN_PACKET_KEYS)}"
+        )
+    return problems
+
+
+class PlainClient(mqtt.Client):
+    """BulkClient's interface on paho's public API: ``on_message`` collects the messages one
+    ``loop_read`` brings, and they go to ``on_messages`` as one list when it returns. Create it
+    with ``manual_ack=True``: ``queue_pubacks`` sends paho's own ``ack`` per message."""
+
+    def __init__(self, *args: Any, on_messages: MessagesCallback, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_messages_cb = on_messages
+        self._inbound: list[Inbound] = []
+        self.on_message = self._collect
+
+    def _collect(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        self._inbound.append(Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.mid, msg.retain))
+
+    def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
+        try:
+            return super().loop_read(max_packets)
+        finally:
+            if self._inbound:
+                batch, self._inbound = self._inbound, []
+                self._on_messages_cb(batch)
+
+    def queue_pubacks(self, mids: Iterable[int]) -> None:
+        for mid in mids:
+            self.ack(mid, 1)
+
+    def queue_ping(self) -> None:
+        """No public way to send a PINGREQ outside paho's keepalive: nothing. While ingest
+        waits on a full writer queue for longer than about 1.5 keepalives, the broker drops
+        the connection and redelivers the unacknowledged messages after the reconnect."""
 
 
 class BulkClient(mqtt.Client):
