@@ -6,9 +6,11 @@ import time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot.api.deps import MAX_INT64, MaybePrincipalDep, RuntimeDep, client_address
+from pelbiot.api.readings_stream import ReadingsQuery, readings_response
 from pelbiot.api.timefmt import iso, parse_query_time
 from pelbiot.decode import metrics_catalog
 from pelbiot.errors import ForbiddenError, InvalidInputError, NotFoundError
@@ -99,6 +101,8 @@ class Series(BaseModel):
 
 
 class ReadingsPage(BaseModel):
+    """The shape of a readings answer (written by ``readings_stream.py``)."""
+
     panel_id: str
     start: str
     end: str
@@ -107,6 +111,10 @@ class ReadingsPage(BaseModel):
     series: list[Series]
     next_after: int | None = Field(
         None, description="more raw points remain: repeat the query with after=<this value>"
+    )
+    capped: bool = Field(
+        False,
+        description="PELBIOT_READINGS_MAX_POINTS made the page shorter or the buckets wider",
     )
 
 
@@ -301,11 +309,15 @@ def all_latest(runtime: RuntimeDep, principal: MaybePrincipalDep) -> list[PanelL
 
 @router.get(
     "/panels/{panel_id}/readings",
-    response_model=ReadingsPage,
+    response_model=None,
+    responses={200: {"model": ReadingsPage, "description": "The page, streamed"}},
     summary="History of one or more metrics",
     description="Raw points (paged with `after`) or, with `max_points`, at most that many "
     "buckets per series, each keeping min, max, mean and count. `start`/`end` accept ISO 8601 "
-    "(naive = site time) or epoch seconds/milliseconds; default: the last 24 hours.",
+    "(naive = site time) or epoch seconds/milliseconds; default: the last 24 hours. One answer "
+    "holds at most PELBIOT_READINGS_MAX_POINTS points (all metrics together): a raw page then "
+    "ends earlier (`next_after`), a downsampled one gets wider buckets; both say `capped`. "
+    "More than PELBIOT_READINGS_MAX_METRICS metrics: 422.",
 )
 def readings(
     runtime: RuntimeDep,
@@ -319,7 +331,7 @@ def readings(
     after: Annotated[
         int | None, Query(ge=0, le=MAX_INT64 - 1, description="epoch ms cursor from next_after")
     ] = None,
-) -> ReadingsPage:
+) -> StreamingResponse:
     zone = runtime.settings.zone
     now_ms = int(time.time() * 1000)
     end_ms = parse_query_time(end, zone, name="end", default_ms=now_ms + 1)
@@ -328,51 +340,8 @@ def readings(
         raise InvalidInputError("start must be before end", details={"start": start, "end": end})
     metrics = _canonical_metrics(metric or [])
     require_visible(runtime, principal, panel_id)
-    page = ReadingsPage(
-        panel_id=panel_id,
-        start=iso(start_ms, zone),
-        end=iso(end_ms, zone),
-        downsampled=max_points is not None,
-        bucket_ms=None,
-        series=[],
-        next_after=None,
-    )
-    if max_points is not None:
-        for b in runtime.store.buckets(
-            panel_id, metrics, start_ms=start_ms, end_ms=end_ms, max_points=max_points
-        ):
-            page.bucket_ms = b.bucket_ms
-            page.series.append(
-                Series(
-                    metric=b.metric,
-                    unit=metrics_catalog.unit_of(b.metric),
-                    known=b.known,
-                    points=[
-                        Point(ts=iso(ts, zone), value=mean, min=lo, max=hi, count=n)
-                        for ts, lo, hi, mean, n in b.buckets
-                    ],
-                )
-            )
-        return page
-    raw = runtime.store.readings(
-        panel_id, metrics, start_ms=start_ms, end_ms=end_ms, limit=limit, after_ms=after
-    )
-    # A series that filled its page is cut there; every series is trimmed at the earliest cut
-    # so one cursor pages all of them consistently.
-    cuts = [s.points[-1][0] for s in raw if len(s.points) == limit]
-    cut = min(cuts) if cuts else None
-    for s in raw:
-        points = s.points if cut is None else [p for p in s.points if p[0] <= cut]
-        page.series.append(
-            Series(
-                metric=s.metric,
-                unit=metrics_catalog.unit_of(s.metric),
-                known=s.known,
-                points=[Point(ts=iso(ts, zone), value=v) for ts, v in points],
-            )
-        )
-    page.next_after = cut
-    return page
+    query = ReadingsQuery(panel_id, metrics, start_ms, end_ms, max_points, limit, after)
+    return readings_response(runtime.store.engine, runtime.settings, query)
 
 
 def _canonical_metrics(raw: list[str]) -> list[str]:

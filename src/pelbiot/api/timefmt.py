@@ -10,14 +10,28 @@ from pelbiot.decode.timestamps import parse_timestamp
 from pelbiot.errors import InvalidInputError
 
 
+# Query times must lie where every answer can print them in any zone (Python's datetime ends at
+# the year 9999, and UTC+14 pushes 9999-12-31 past it) and where the databases' integers are.
+MIN_QUERY_MS = 0  # 1970-01-01T00:00:00Z
+MAX_QUERY_MS = 253_402_041_600_000  # 9999-12-29T00:00:00Z
+
+
 def parse_query_time(raw: str | None, zone: ZoneInfo, *, name: str, default_ms: int) -> int:
-    """ISO 8601 (naive = site time) or epoch s/ms -> epoch ms; 422 with the parameter's name."""
+    """ISO 8601 (naive = site time) or epoch s/ms -> epoch ms; 422 with the parameter's name,
+    also for a valid time outside 1970-01-01 .. 9999-12-29 (UTC)."""
     if raw is None or raw == "":
         return default_ms
     try:
-        return parse_timestamp(raw, zone)
+        ts_ms = parse_timestamp(raw, zone)
     except PayloadError as exc:
         raise InvalidInputError(f"{name}: {exc.detail}", details={"parameter": name}) from None
+    if not MIN_QUERY_MS <= ts_ms <= MAX_QUERY_MS:
+        raise InvalidInputError(
+            f"{name}: {raw[:40]!r} is outside the supported range "
+            "1970-01-01T00:00:00Z .. 9999-12-29T00:00:00Z",
+            details={"parameter": name, "min": MIN_QUERY_MS, "max": MAX_QUERY_MS},
+        )
+    return ts_ms
 
 
 def iso(ts_ms: int, zone: ZoneInfo) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -38,22 +37,6 @@ PANEL_FIELDS = (
 # Writes a panel change's audit entry on the change's connection; gets the panel as it was
 # before the change (empty for a create or delete).
 PanelAudit = Callable[[Connection, dict[str, Any]], None]
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesPoints:
-    metric: str
-    known: bool
-    points: list[tuple[int, float]]  # (ts_ms, value), oldest first
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesBuckets:
-    metric: str
-    known: bool
-    bucket_ms: int
-    # (first ts in bucket, min, max, mean, count)
-    buckets: list[tuple[int, float, float, float, int]]
 
 
 class Store:
@@ -258,32 +241,6 @@ class Store:
             q = q.where(s.metric.in_(metrics))
         return list(conn.execute(q.order_by(s.metric)))
 
-    def readings(
-        self,
-        panel_id: str,
-        metrics: Sequence[str],
-        *,
-        start_ms: int,
-        end_ms: int,
-        limit: int,
-        after_ms: int | None = None,
-    ) -> list[SeriesPoints]:
-        """Raw points with start <= ts < end (and ts > after_ms when paging), per metric."""
-        r = schema.readings.c
-        low = start_ms if after_ms is None else max(start_ms, after_ms + 1)
-        out = []
-        with self.engine.connect() as conn:
-            for sid, metric, known in self._series_ids(conn, panel_id, metrics):
-                q = (
-                    select(r.ts_ms, r.value)
-                    .where(r.series_id == sid, r.ts_ms >= low, r.ts_ms < end_ms)
-                    .order_by(r.ts_ms)
-                    .limit(limit)
-                )
-                points = [(ts, v) for ts, v in conn.execute(q)]
-                out.append(SeriesPoints(metric, bool(known), points))
-        return out
-
     def recent(self, panel_id: str, metric: str, limit: int) -> list[tuple[int, float]]:
         """The newest ``limit`` points of one series, newest first."""
         r = schema.readings.c
@@ -298,54 +255,6 @@ class Store:
                 .limit(limit)
             )
             return [(ts, v) for ts, v in conn.execute(q)]
-
-    def buckets(
-        self,
-        panel_id: str,
-        metrics: Sequence[str],
-        *,
-        start_ms: int,
-        end_ms: int,
-        max_points: int,
-    ) -> list[SeriesBuckets]:
-        """At most ``max_points`` buckets per metric, each keeping min, max, mean and count."""
-        width = max(1, -(-(end_ms - start_ms) // max_points))
-        r = schema.readings.c
-        bucket = ((r.ts_ms - start_ms) // width).label("b")
-        out = []
-        with self.engine.connect() as conn:
-            for sid, metric, known in self._series_ids(conn, panel_id, metrics):
-                q = (
-                    select(
-                        func.min(r.ts_ms),
-                        func.min(r.value),
-                        func.max(r.value),
-                        func.avg(r.value),
-                        func.count(),
-                    )
-                    .where(r.series_id == sid, r.ts_ms >= start_ms, r.ts_ms < end_ms)
-                    .group_by(bucket)
-                    .order_by(bucket)
-                )
-                rows = [
-                    (int(ts), float(lo), float(hi), float(mean), int(n))
-                    for ts, lo, hi, mean, n in conn.execute(q)
-                ]
-                out.append(SeriesBuckets(metric, bool(known), width, rows))
-        return out
-
-    def count_points(
-        self, panel_id: str, metrics: Sequence[str], start_ms: int, end_ms: int
-    ) -> int:
-        r = schema.readings.c
-        total = 0
-        with self.engine.connect() as conn:
-            for sid, _metric, _known in self._series_ids(conn, panel_id, metrics):
-                q = select(func.count()).where(
-                    r.series_id == sid, r.ts_ms >= start_ms, r.ts_ms < end_ms
-                )
-                total += conn.execute(q).scalar_one()
-        return total
 
     def counter_increase(self, metric: str, start_ms: int) -> dict[str, float]:
         """Per panel, how much a cumulative counter grew since ``start_ms`` (max - min).
