@@ -24,7 +24,7 @@ from pelbiot.app import create_app
 from pelbiot.security.permissions import Role
 from pelbiot.settings import load_settings
 from tests.support.databases import fresh_database
-from tests.support.extremes import TIME_PARAMETERS, edge_time_texts, time_texts
+from tests.support.extremes import TIME_FIELDS, TIME_PARAMETERS, edge_time_texts, time_texts
 from tests.support.mosquitto import Mosquitto
 
 ADMIN_PASSWORD = "Schema-walk-secret-1"
@@ -47,6 +47,14 @@ def flatmap_query(ctx: schemathesis.HookContext, query: Any) -> st.SearchStrateg
     value = st.one_of(edge_time_texts(), time_texts())
     alone = st.fixed_dictionaries({}, optional={name: value for name in names})
     return st.one_of(st.just(query), alone)
+
+
+def flatmap_body(ctx: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
+    """Time fields of bodies (an API key's expires_at) get the same edge values as queries."""
+    if not isinstance(body, dict) or not TIME_FIELDS & body.keys():
+        return st.just(body)
+    edges = st.fixed_dictionaries({name: edge_time_texts() for name in TIME_FIELDS & body.keys()})
+    return st.one_of(st.just(body), edges.map(lambda extra: {**body, **extra}))
 
 
 def flatmap_path_parameters(ctx: schemathesis.HookContext, path: Any) -> st.SearchStrategy[Any]:
@@ -118,6 +126,7 @@ def api(
         schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
         schema.hooks.hook(flatmap_query)
         schema.hooks.hook(flatmap_path_parameters)
+        schema.hooks.hook(flatmap_body)
         try:
             runtime = app.state.runtime
             assert runtime.ingest.wait_connected(10)

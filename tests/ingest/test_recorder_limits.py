@@ -15,7 +15,7 @@ from pelbiot.ingest.recorder import Caps, Recorder
 from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.writer import Writer
-from pelbiot.models import Reading
+from pelbiot.models import Committed, Reading
 from pelbiot.storage.db import make_engine
 from pelbiot.storage.migrations import upgrade
 from tests.support.readings import T0, stored
@@ -66,6 +66,22 @@ def test_a_reading_from_a_fast_clock_is_stored_but_never_hides_real_ones(engine:
     slightly = Reading("p1", "voltage", now + 4_000, 232.0)
     assert recorder.write([slightly]).newest == [slightly]
     assert latest(engine)[("p1", "voltage")] == (now + 4_000, 232.0)
+
+
+def test_the_live_feed_gets_no_reading_from_a_fast_clock(engine: Engine) -> None:
+    recorder = Recorder(engine, auto_create_panels=True, clock=lambda: T0)
+    writer = Writer(
+        recorder,
+        queue_size=100,
+        batch_max=100,
+        rejects=RejectLog(ring_size=10),
+        stats=IngestStats(),
+    )
+    batches: list[Committed] = []
+    writer.add_listener(batches.append)  # what the live hub is given
+    ahead, real = Reading("p1", "power", T0 + 60_000, 9.0), Reading("p1", "power", T0, 1.0)
+    _through_writer(writer, [ahead, real])
+    assert [(b.readings, b.newest) for b in batches] == [([ahead, real], [real])]
 
 
 # -- caps on first contact -------------------------------------------------------------------

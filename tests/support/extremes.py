@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 # Query parameters that take a time (ISO 8601 or an epoch number), wherever they appear.
 TIME_PARAMETERS = frozenset({"start", "end", "since", "until"})
+# Body fields that take a time.
+TIME_FIELDS = frozenset({"expires_at"})
 
 EDGE_TIMES = (
     "0001-01-01",
