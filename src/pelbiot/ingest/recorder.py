@@ -17,11 +17,12 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, Engine, Table, func, select, tuple_
+from sqlalchemy import Connection, Engine, Table, select
 from sqlalchemy.exc import DBAPIError
 
 from pelbiot.decode import metrics_catalog
 from pelbiot.decode.timestamps import utc_now_ms
+from pelbiot.ingest.first_contact import Caps, admit_panels, admit_series, already_stored, sample
 from pelbiot.models import Reading
 from pelbiot.storage import schema
 from pelbiot.storage.db import is_sqlite
@@ -70,15 +71,7 @@ _ts_of = itemgetter(2)
 _value_of = itemgetter(3)
 _INSERT_CHUNK = 500  # rows per multi-row INSERT (SQLite allows 32,766 bound parameters)
 
-
-@dataclass(frozen=True, slots=True)
-class Caps:
-    """Bounds on what first contact may create (a flood of made-up ids must not grow the
-    registry, memory and /latest without end). Explicitly registered panels count too."""
-
-    max_panels: int = 5_000
-    max_metrics_per_panel: int = 200
-    max_series: int = 20_000
+__all__ = ["BatchResult", "Caps", "Recorder", "newest_per_series"]
 
 
 @dataclass(slots=True)
@@ -160,7 +153,7 @@ class Recorder:
                         if sid is None
                     ]
             if explain:
-                result.duplicate_at = _already_stored(conn, readings, sids, explain)
+                result.duplicate_at = already_stored(conn, readings, sids, explain)
             if result.refused:
                 stored = [r for r, sid in zip(readings, sids, strict=True) if sid is not None]
                 sids = [sid for sid in sids if sid is not None]
@@ -292,7 +285,7 @@ class Recorder:
         }
         new = sorted(k for k in wanted if k not in known)
         if new:
-            admitted = self._admit_series(conn, new, known)
+            admitted = admit_series(conn, self._caps, new, known)
             refusals.update((k, reason) for k, reason in admitted.items() if reason != "ok")
             rows = [
                 {"panel_id": p, "metric": m, "known": m in metrics_catalog.CATALOG}
@@ -302,7 +295,7 @@ class Recorder:
             unknown = [f"{r['panel_id']}/{r['metric']}" for r in rows if not r["known"]]
             if unknown:
                 logger.info(
-                    "%d unknown metric(s) kept and flagged: %s", len(unknown), _sample(unknown)
+                    "%d unknown metric(s) kept and flagged: %s", len(unknown), sample(unknown)
                 )
             if rows:
                 _insert_ignore(conn, self._sqlite, schema.series, ("panel_id", "metric"), rows)
@@ -318,8 +311,7 @@ class Recorder:
 
     def _create_panels(self, conn: Connection, absent: list[str]) -> set[str]:
         """Create the panels that fit under the cap (first in id order); the ones created."""
-        count = conn.execute(select(func.count()).select_from(schema.panels)).scalar_one()
-        admitted = absent[: max(0, self._caps.max_panels - count)]
+        admitted = admit_panels(conn, self._caps, absent)
         if not admitted:
             return set()
         now = int(time.time() * 1000)
@@ -334,64 +326,8 @@ class Recorder:
             ],
         )
         # One line per batch, not per panel: a flood of new ids must not flood the log.
-        logger.info("%d panel(s) created on first reading: %s", len(admitted), _sample(admitted))
+        logger.info("%d panel(s) created on first reading: %s", len(admitted), sample(admitted))
         return set(admitted)
-
-    def _admit_series(
-        self, conn: Connection, new: list[tuple[str, str]], known: dict[tuple[str, str], int]
-    ) -> dict[tuple[str, str], str]:
-        """Per new (panel, metric): "ok", or the cap it would break."""
-        per_panel: dict[str, int] = {}
-        for panel_id, _metric in known:
-            per_panel[panel_id] = per_panel.get(panel_id, 0) + 1
-        total = conn.execute(select(func.count()).select_from(schema.series)).scalar_one()
-        caps = self._caps
-        out: dict[tuple[str, str], str] = {}
-        for key in new:
-            count = per_panel.get(key[0], 0)
-            if count >= caps.max_metrics_per_panel:
-                out[key] = "too_many_metrics"
-            elif total >= caps.max_series:
-                out[key] = "too_many_series"
-            else:
-                out[key] = "ok"
-                per_panel[key[0]] = count + 1
-                total += 1
-        return out
-
-
-def _sample(names: list[str], shown: int = 10) -> str:
-    text = ", ".join(repr(n) for n in names[:shown])
-    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
-
-
-def _already_stored(
-    conn: Connection, readings: list[Reading], sids: list[int | None], explain: Sequence[range]
-) -> list[int]:
-    """Indices in ``explain`` of readings that will not be written: their (series, ts) is in
-    the table already, or an earlier reading of this batch has it (the first one wins)."""
-    asked = {i for span in explain for i in span}
-    seen: set[tuple[int, int]] = set()
-    check: dict[tuple[int, int], int] = {}
-    out: list[int] = []
-    for i, (sid, reading) in enumerate(zip(sids, readings, strict=True)):
-        if sid is None:
-            continue
-        key = (sid, reading.ts_ms)
-        if key in seen:
-            if i in asked:
-                out.append(i)
-            continue
-        seen.add(key)
-        if i in asked:
-            check[key] = i
-    r = schema.readings.c
-    pairs = list(check)
-    for at in range(0, len(pairs), _INSERT_CHUNK):
-        chunk = pairs[at : at + _INSERT_CHUNK]
-        query = select(r.series_id, r.ts_ms).where(tuple_(r.series_id, r.ts_ms).in_(chunk))
-        out.extend(check[(sid, ts)] for sid, ts in conn.execute(query))
-    return sorted(out)
 
 
 def _insert_ignore(
