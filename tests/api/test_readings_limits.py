@@ -119,3 +119,12 @@ def test_a_large_answer_is_streamed_in_pieces(client: TestClient) -> None:
     assert page["capped"] is False and page["next_after"] is None
     assert [len(s["points"]) for s in page["series"]] == [points, points]
     assert json.loads(answer.content)["series"][1]["points"][-1]["value"] == points - 1
+    # buckets read window by window: none lost or split at a window's edge
+    buckets = client.get(
+        "/api/v1/panels/p1/readings",
+        params={"metric": "voltage", "start": T0, "end": T0 + 50_000_000, "max_points": 10_000},
+    ).json()
+    assert (buckets["bucket_ms"], buckets["capped"]) == (5_000, False)
+    series = buckets["series"][0]["points"]
+    assert len(series) == 9_000 and {p["count"] for p in series} == {5}
+    assert [p["min"] for p in series[:2]] == [0.0, 5.0]

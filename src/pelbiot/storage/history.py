@@ -1,17 +1,18 @@
 """History reads for answers of any size: a panel's series, where a raw page ends, and points
-(raw or bucketed) read in chunks through a streaming cursor, so that no answer is ever held in
-memory whole. ``Store`` keeps the small queries; these feed ``api/readings_stream.py``."""
+(raw or bucketed) read in chunks of short queries, so that no answer is ever held in memory
+whole and no connection waits on a slow client. ``Store`` keeps the small queries; these feed
+``api/readings_stream.py``."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Engine, func, select
 
 from pelbiot.storage import schema
 
-CHUNK_ROWS = 2_000  # rows per fetch, and per piece of the answer
+CHUNK_ROWS = 2_000  # rows per query, and per piece of the answer
 
 
 class SeriesRef(NamedTuple):
@@ -57,40 +58,56 @@ def page_cut(
 
 
 def raw_points(
-    conn: Connection, series_id: int, low: int, high: int, limit: int
+    engine: Engine, series_id: int, low: int, high: int, limit: int
 ) -> Iterator[Sequence[Any]]:
-    """(ts_ms, value) rows with low <= ts < high, oldest first, in chunks."""
+    """(ts_ms, value) rows with low <= ts < high, oldest first, at most ``limit``, in chunks.
+
+    Each chunk is its own short query (keyset: after the last timestamp sent), so a slow client
+    never holds a database connection while it reads: a few of them could otherwise take the
+    whole pool."""
     r = schema.readings.c
-    q = (
-        select(r.ts_ms, r.value)
-        .where(r.series_id == series_id, r.ts_ms >= low, r.ts_ms < high)
-        .order_by(r.ts_ms)
-        .limit(limit)
-    )
-    yield from _chunks(conn, q)
+    sent = 0
+    while sent < limit:
+        size = min(CHUNK_ROWS, limit - sent)
+        q = (
+            select(r.ts_ms, r.value)
+            .where(r.series_id == series_id, r.ts_ms >= low, r.ts_ms < high)
+            .order_by(r.ts_ms)
+            .limit(size)
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if rows:
+            yield rows
+        if len(rows) < size:
+            return
+        sent += len(rows)
+        low = int(rows[-1][0]) + 1
 
 
 def bucket_rows(
-    conn: Connection, series_id: int, start: int, end: int, width: int
+    engine: Engine, series_id: int, start: int, end: int, width: int
 ) -> Iterator[Sequence[Any]]:
-    """(first ts, min, max, mean, count) per bucket of ``width`` ms from ``start``, in chunks."""
+    """(first ts, min, max, mean, count) per bucket of ``width`` ms from ``start``, oldest
+    first, read a window of CHUNK_ROWS buckets per query (no connection held in between)."""
     r = schema.readings.c
     bucket = ((r.ts_ms - start) // width).label("b")
-    q = (
-        select(
-            func.min(r.ts_ms), func.min(r.value), func.max(r.value), func.avg(r.value), func.count()
+    window = CHUNK_ROWS * width
+    for low in range(start, end, window):
+        high = min(end, low + window)
+        q = (
+            select(
+                func.min(r.ts_ms),
+                func.min(r.value),
+                func.max(r.value),
+                func.avg(r.value),
+                func.count(),
+            )
+            .where(r.series_id == series_id, r.ts_ms >= low, r.ts_ms < high)
+            .group_by(bucket)
+            .order_by(bucket)
         )
-        .where(r.series_id == series_id, r.ts_ms >= start, r.ts_ms < end)
-        .group_by(bucket)
-        .order_by(bucket)
-    )
-    yield from _chunks(conn, q)
-
-
-def _chunks(conn: Connection, query: Any) -> Iterator[Sequence[Any]]:
-    # stream_results: a server-side cursor on PostgreSQL; SQLite steps its cursor lazily anyway
-    result = conn.execution_options(stream_results=True, yield_per=CHUNK_ROWS).execute(query)
-    try:
-        yield from result.partitions()
-    finally:
-        result.close()
+        with engine.connect() as conn:
+            rows = conn.execute(q).all()
+        if rows:
+            yield rows
