@@ -68,6 +68,21 @@ def test_a_reading_from_a_fast_clock_is_stored_but_never_hides_real_ones(engine:
     assert latest(engine)[("p1", "voltage")] == (now + 4_000, 232.0)
 
 
+def test_a_latest_value_stamped_ahead_from_before_is_replaced(engine: Engine) -> None:
+    # written before the rule (or under a larger skew): the next real reading replaces it
+    lenient = Recorder(
+        engine, auto_create_panels=True, latest_max_skew_ms=600_000, clock=lambda: T0
+    )
+    lenient.write([Reading("p1", "voltage", T0 + 60_000, 250.0)])
+    assert latest(engine) == {("p1", "voltage"): (T0 + 60_000, 250.0)}
+    strict = Recorder(engine, auto_create_panels=True, clock=lambda: T0 + 1_000)
+    strict.write([Reading("p1", "voltage", T0 + 1_000, 231.0)])
+    assert latest(engine) == {("p1", "voltage"): (T0 + 1_000, 231.0)}
+    # and an older reading still never replaces a newer, plausible one
+    strict.write([Reading("p1", "voltage", T0, 1.0)])
+    assert latest(engine) == {("p1", "voltage"): (T0 + 1_000, 231.0)}
+
+
 def test_the_live_feed_gets_no_reading_from_a_fast_clock(engine: Engine) -> None:
     recorder = Recorder(engine, auto_create_panels=True, clock=lambda: T0)
     writer = Writer(

@@ -36,7 +36,7 @@ _SQLITE_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2 FROM json_each(?) AS j WHERE true "
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
-    "WHERE excluded.ts_ms > latest.ts_ms"
+    "WHERE excluded.ts_ms > latest.ts_ms OR latest.ts_ms > ?"
 )
 _PG_COPY = "COPY readings (series_id, ts_ms, value) FROM STDIN (FORMAT BINARY)"
 _PG_COPY_TYPES = ("int4", "int8", "float8")
@@ -49,7 +49,7 @@ _PG_LATEST = (
     "INSERT INTO latest (series_id, ts_ms, value) "
     "SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::float8[]) "
     "ON CONFLICT (series_id) DO UPDATE SET ts_ms = excluded.ts_ms, value = excluded.value "
-    "WHERE excluded.ts_ms > latest.ts_ms"
+    "WHERE excluded.ts_ms > latest.ts_ms OR latest.ts_ms > %s"
 )
 
 # SQLite takes the rows as multi-row INSERTs of bound values, a few thousand rows a statement:
@@ -165,19 +165,13 @@ class Recorder:
                 )
                 result.written = self._insert(conn, columns)
                 result.duplicates = len(stored) - result.written
-                result.newest = newest_per_series(self._not_ahead(stored, max(columns[1])))
-                self._upsert_latest(conn, result.newest, sid_of)
+                limit = self._clock() + self._skew_ms
+                result.newest = newest_per_series(_not_after(stored, max(columns[1]), limit))
+                self._upsert_latest(conn, result.newest, sid_of, limit)
         if fresh:  # committed: these series exist now
             with self._lock:
                 self._series.update(fresh)
         return result
-
-    def _not_ahead(self, readings: list[Reading], newest_ts: int) -> list[Reading]:
-        """The readings that may become latest: none stamped beyond the allowed clock skew."""
-        limit = self._clock() + self._skew_ms
-        if newest_ts <= limit:
-            return readings
-        return [r for r in readings if r.ts_ms <= limit]
 
     def _insert(self, conn: Connection, columns: tuple[list[int], list[int], list[float]]) -> int:
         if self._sqlite:
@@ -233,8 +227,14 @@ class Recorder:
         return True
 
     def _upsert_latest(
-        self, conn: Connection, newest: list[Reading], sid_of: dict[tuple[str, str], int]
+        self,
+        conn: Connection,
+        newest: list[Reading],
+        sid_of: dict[tuple[str, str], int],
+        ahead_of: int,
     ) -> None:
+        """Newer readings replace the latest value; so does any reading when the stored one is
+        stamped past ``ahead_of`` (written before the skew rule, or under a larger skew)."""
         # Sorted by series id so concurrent PostgreSQL writers lock rows in one order. A series
         # missing from the cache belongs to a panel deleted meanwhile: no latest row for it.
         get = sid_of.get
@@ -242,10 +242,10 @@ class Recorder:
         if not rows:
             return
         if self._sqlite:
-            conn.exec_driver_sql(_SQLITE_LATEST, (orjson.dumps(rows),))
+            conn.exec_driver_sql(_SQLITE_LATEST, (orjson.dumps(rows), ahead_of))
             return
         sids, tss, vals = zip(*rows, strict=True)
-        conn.exec_driver_sql(_PG_LATEST, (list(sids), list(tss), list(vals)))
+        conn.exec_driver_sql(_PG_LATEST, (list(sids), list(tss), list(vals), ahead_of))
 
     def _series_ids(
         self, conn: Connection, keys: set[tuple[str, str]]
@@ -328,6 +328,13 @@ class Recorder:
         # One line per batch, not per panel: a flood of new ids must not flood the log.
         logger.info("%d panel(s) created on first reading: %s", len(admitted), sample(admitted))
         return set(admitted)
+
+
+def _not_after(readings: list[Reading], newest_ts: int, limit: int) -> list[Reading]:
+    """The readings that may become latest: none stamped past ``limit`` (the allowed skew)."""
+    if newest_ts <= limit:
+        return readings
+    return [r for r in readings if r.ts_ms <= limit]
 
 
 def _insert_ignore(
