@@ -9,7 +9,6 @@ from pelbiot.decode.payload_errors import PayloadError
 from pelbiot.decode.timestamps import parse_timestamp
 from pelbiot.errors import InvalidInputError
 
-
 # Query times must lie where every answer can print them in any zone (Python's datetime ends at
 # the year 9999, and UTC+14 pushes 9999-12-31 past it) and where the databases' integers are.
 MIN_QUERY_MS = 0  # 1970-01-01T00:00:00Z
