@@ -221,6 +221,7 @@ def assert_exactly_once(database_url: str, server: ServerProcess, work: Workload
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("mqtt_reader")
 def test_broker_stop_and_start_mid_stream_loses_and_duplicates_nothing(
     private_mosquitto: Mosquitto, make_server: ServerFactory, database_url: str, prefix: str
 ) -> None:
@@ -255,6 +256,7 @@ def test_broker_stop_and_start_mid_stream_loses_and_duplicates_nothing(
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("mqtt_reader")
 def test_server_sigkill_mid_stream_resumes_from_persistent_session(
     private_mosquitto: Mosquitto, make_server: ServerFactory, database_url: str, prefix: str
 ) -> None:

@@ -12,12 +12,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from packaging.specifiers import SpecifierSet
 
-from pelbiot.ingest.consumer import client_class
 from pelbiot.ingest.mqttclient import (
     PAHO_INTERNALS,
     BulkClient,
     PlainClient,
     paho_internals_problems,
+    reader_class,
 )
 from pelbiot.settings import load_settings
 
@@ -72,14 +72,14 @@ def test_a_missing_internal_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_the_setting_selects_the_reader() -> None:
-    assert client_class(load_settings()) is BulkClient
-    assert client_class(load_settings(mqtt_client="paho")) is PlainClient
+    assert reader_class(load_settings()) is BulkClient
+    assert reader_class(load_settings(mqtt_client="paho")) is PlainClient
 
 
 def test_changed_internals_fall_back_to_the_public_api_with_an_error(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(PAHO_INTERNALS, "_gone_in_paho_3", ())
-    with caplog.at_level(logging.ERROR, logger="pelbiot.ingest.consumer"):
-        assert client_class(load_settings()) is PlainClient
+    with caplog.at_level(logging.ERROR, logger="pelbiot.ingest.mqttclient"):
+        assert reader_class(load_settings()) is PlainClient
     assert "_gone_in_paho_3" in caplog.text

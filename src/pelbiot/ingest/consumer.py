@@ -42,7 +42,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from pelbiot.decode.payloads import DecodeConfig, decode
-from pelbiot.ingest.mqttclient import BulkClient, Inbound, PlainClient, paho_internals_problems
+from pelbiot.ingest.mqttclient import BulkClient, Inbound, PlainClient, reader_class
 from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.topics import TopicTracker
@@ -70,21 +70,6 @@ def subscription_topic(settings: Settings) -> str:
     if settings.mqtt_shared_group:
         topic = f"$share/{settings.mqtt_shared_group}/{topic}"
     return topic
-
-
-def client_class(settings: Settings) -> type[BulkClient | PlainClient]:
-    """The MQTT reader ``PELBIOT_MQTT_CLIENT`` asks for; paho's public API if the bulk reader's
-    paho internals changed."""
-    if settings.mqtt_client == "paho":
-        return PlainClient
-    if problems := paho_internals_problems():
-        logger.error(
-            "paho-mqtt changed under the bulk MQTT reader (%s); using paho's slower public API "
-            "instead (PELBIOT_MQTT_CLIENT=paho silences this)",
-            "; ".join(problems),
-        )
-        return PlainClient
-    return BulkClient
 
 
 class MqttIngest:
@@ -198,7 +183,7 @@ class MqttIngest:
         self, tls: bool, url_user: str | None, url_pw: str | None
     ) -> BulkClient | PlainClient:
         s = self._settings
-        client = client_class(s)(
+        client = reader_class(s)(
             on_messages=self._on_messages,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,

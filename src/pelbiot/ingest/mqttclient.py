@@ -23,6 +23,7 @@ broker delivers at most the subscription's QoS.
 from __future__ import annotations
 
 import inspect
+import logging
 import struct
 import threading
 import time
@@ -32,6 +33,10 @@ from typing import Any, NamedTuple
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
+
+from pelbiot.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 _PUBLISH = 0x30  # fixed-header types (high nibble)
 _PUBACK = 0x40
@@ -134,6 +139,21 @@ def paho_internals_problems() -> list[str]:
             f"{sorted(_IN_PACKET_KEYS)}"
         )
     return problems
+
+
+def reader_class(settings: Settings) -> type[BulkClient | PlainClient]:
+    """The MQTT reader ``PELBIOT_MQTT_CLIENT`` asks for; paho's public API if the bulk reader's
+    paho internals changed."""
+    if settings.mqtt_client == "paho":
+        return PlainClient
+    if problems := paho_internals_problems():
+        logger.error(
+            "paho-mqtt changed under the bulk MQTT reader (%s); using paho's slower public API "
+            "instead (PELBIOT_MQTT_CLIENT=paho silences this)",
+            "; ".join(problems),
+        )
+        return PlainClient
+    return BulkClient
 
 
 class PlainClient(mqtt.Client):
