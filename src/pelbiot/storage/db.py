@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +69,9 @@ def make_engine(
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
             **({"pool_size": 1, "max_overflow": 0} if writer else {}),
         )
+        turns = _write_turns(str(Path(database).expanduser().resolve()) if database else "")
         _sqlite_tuning(engine, synchronous="FULL" if writer else "NORMAL")
+        _sqlite_begin(engine, turns, writer=writer)
         return engine
     kwargs: dict[str, Any] = {
         "pool_pre_ping": True,
@@ -109,11 +114,6 @@ def _postgres_connect_args(url_query: dict[str, Any], statement_timeout_s: float
 
 
 def _sqlite_tuning(engine: Engine, *, synchronous: str) -> None:
-    # Connections whose transaction is about to begin implicitly, inside a statement
-    # (``connect()`` then a read): those begin deferred. Keyed by the Connection object, which
-    # lives for one ``with engine.connect()`` block, so nothing leaks to the next user.
-    implicit: weakref.WeakSet[Connection] = weakref.WeakSet()
-
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control from pysqlite so BEGIN IMMEDIATE is ours to emit.
@@ -129,6 +129,57 @@ def _sqlite_tuning(engine: Engine, *, synchronous: str) -> None:
         cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
+
+class _WriteTurns:
+    """API writers waiting for a SQLite database's write lock, counted in this process.
+
+    SQLite's busy handler polls (every 100 ms once it has waited a while), and the ingest
+    writer under full load starts its next transaction microseconds after a commit, so a
+    waiting API write could miss the gaps for seconds. The writer lets such waiters go first:
+    before its next BEGIN it waits (bounded) until none is left. No lock is held across
+    transactions, so nothing can deadlock; the worst case is the bounded pause.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting = 0
+
+    @contextmanager
+    def waiting(self) -> Iterator[None]:
+        with self._cond:
+            self._waiting += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._waiting -= 1
+                self._cond.notify_all()
+
+    def let_waiters_go(self, timeout_s: float) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self._waiting == 0, timeout_s)
+
+
+_turns_lock = threading.Lock()
+_turns: weakref.WeakValueDictionary[str, _WriteTurns] = weakref.WeakValueDictionary()
+WRITER_YIELD_MAX_S = 0.5
+
+
+def _write_turns(database: str) -> _WriteTurns:
+    """The one _WriteTurns per database file in this process (engines keep it alive)."""
+    with _turns_lock:
+        turns = _turns.get(database)
+        if turns is None:
+            turns = _turns[database] = _WriteTurns()
+        return turns
+
+
+def _sqlite_begin(engine: Engine, turns: _WriteTurns, *, writer: bool) -> None:
+    # Connections whose transaction is about to begin implicitly, inside a statement
+    # (``connect()`` then a read): those begin deferred. Keyed by the Connection object, which
+    # lives for one ``with engine.connect()`` block, so nothing leaks to the next user.
+    implicit: weakref.WeakSet[Connection] = weakref.WeakSet()
+
     @event.listens_for(engine, "before_execute")
     def _before_execute(conn: Connection, *_args: Any) -> None:
         if not conn.in_transaction():
@@ -138,7 +189,14 @@ def _sqlite_tuning(engine: Engine, *, synchronous: str) -> None:
     def _on_begin(conn: Connection) -> None:
         deferred = conn in implicit
         try:
-            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+            if deferred:
+                conn.exec_driver_sql("BEGIN")
+            elif writer:
+                turns.let_waiters_go(WRITER_YIELD_MAX_S)
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                with turns.waiting():
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
         finally:
             # This BEGIN passed through _before_execute too: the mark is spent either way.
             implicit.discard(conn)
