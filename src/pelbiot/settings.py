@@ -148,8 +148,9 @@ class Settings(BaseSettings):
         200, ge=1, description="Metrics one panel may have; past it, new metrics are rejected."
     )
     max_series: int = Field(
-        20_000, ge=1, description="(panel, metric) series a site may have; new ones past it are "
-        "rejected."
+        20_000,
+        ge=1,
+        description="(panel, metric) series a site may have; new ones past it are rejected.",
     )
     readings_max_points: int = Field(
         100_000,
