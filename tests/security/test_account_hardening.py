@@ -8,8 +8,10 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from pelbiot.errors import UnauthorizedError
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import REUSE_GRACE_MS
 from pelbiot.storage import schema
@@ -120,6 +122,22 @@ def test_two_tabs_refreshing_at_once_are_not_taken_for_a_theft(client: TestClien
     assert client.get("/api/v1/auth/me", headers=bearer(winner.json())).status_code == 200
     assert refresh(client, winner.json()["refresh_token"]).status_code == 200
     assert audit(client, action="session.reuse") == []
+
+
+def test_a_replay_from_another_address_within_the_grace_ends_the_session(
+    client: TestClient,
+) -> None:
+    """The race grace is for tabs of one browser: a thief who refreshed first from elsewhere
+    cannot shelter behind it when the owner's replay arrives seconds later."""
+    runtime_of(client).users.create("vera", PASSWORD, Role.VIEWER)
+    first = tokens_for(client, "vera")
+    sessions = runtime_of(client).sessions
+    stolen = sessions.refresh(first["refresh_token"], address="203.0.113.9")
+    with pytest.raises(UnauthorizedError):
+        sessions.refresh(first["refresh_token"], address="testclient")
+    with pytest.raises(UnauthorizedError):
+        sessions.refresh(stolen.refresh_token, address="203.0.113.9")
+    assert [e["actor"] for e in audit(client, action="session.reuse")] == ["vera"]
 
 
 def test_a_wrong_refresh_secret_does_not_end_the_session(client: TestClient) -> None:

@@ -173,7 +173,7 @@ def key_principal(
     perms: set[Perm] = set()
     for scope in scopes:
         perms |= SCOPE_PERMISSIONS.get(scope, frozenset())
-    if panel_id or region:
+    if panel_id is not None or region is not None:
         # Accounts, keys and the audit log are not per region: a restricted key that could
         # manage them could mint itself an unrestricted one.
         perms -= UNSCOPED_PERMISSIONS
@@ -182,7 +182,7 @@ def key_principal(
         name=f"key:{name}",
         permissions=frozenset(perms),
         key_id=key_id,
-        regions=frozenset({region}) if region else None,
+        regions=frozenset({region}) if region is not None else None,
         panel_id=panel_id,
     )
 

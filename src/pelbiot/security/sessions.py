@@ -36,8 +36,9 @@ logger = logging.getLogger(__name__)
 LOGIN_FAILED = "login failed: wrong username or password, or the account is locked or disabled"
 _ALGORITHM = "HS256"
 # Two dashboard tabs share the refresh cookie and may refresh in the same instant: the loser
-# presents the secret the winner just replaced. Within this window that is refused (the tab
-# retries with the renewed cookie) without ending the session; later it is a stolen token.
+# presents the secret the winner just replaced. Within this window and from the address that
+# rotated, that is refused (the tab retries with the renewed cookie) without ending the session;
+# later, or from elsewhere, it is a stolen token.
 REUSE_GRACE_MS = 10_000
 _JUST_ROTATED = "refresh token was just renewed by another request; retry with the new one"
 
@@ -175,7 +176,11 @@ class Sessions:
                 reused = found.previous_refresh_hash is not None and hmac.compare_digest(
                     found.previous_refresh_hash, presented
                 )
-                if reused and now - (found.rotated_ms or 0) <= REUSE_GRACE_MS:
+                raced = (
+                    now - (found.rotated_ms or 0) <= REUSE_GRACE_MS
+                    and found.rotated_from == address[:64]
+                )
+                if reused and raced:
                     raise UnauthorizedError(_JUST_ROTATED)
                 if reused:
                     self._end_reused(conn, session_id, found.username, address)
@@ -191,6 +196,7 @@ class Sessions:
                         refresh_hash=_sha256(new_secret),
                         previous_refresh_hash=presented,
                         rotated_ms=now,
+                        rotated_from=address[:64],
                     )
                 ).rowcount
                 if rotated == 1:

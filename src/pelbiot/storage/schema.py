@@ -128,6 +128,7 @@ sessions = Table(
     Column("previous_refresh_hash", String(128), nullable=True),
     # When it was replaced: a replay right after a rotation is a race between tabs, not a theft.
     Column("rotated_ms", BigInteger, nullable=True),
+    Column("rotated_from", String(64), nullable=True),
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),
