@@ -138,7 +138,8 @@ class Settings(BaseSettings):
     latest_max_skew_s: float = Field(
         5.0,
         ge=0,
-        description="A reading stamped further ahead of its arrival is stored in history but "
+        description="A reading stamped further ahead of when it is written (arrival plus "
+        "queueing) is stored in history but "
         "never becomes the latest value (a fast device clock cannot freeze /latest).",
     )
     max_panels: int = Field(

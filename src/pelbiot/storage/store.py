@@ -171,8 +171,11 @@ class Store:
         values = {k: v for k, v in changes.items() if k in PANEL_FIELDS}
         p = schema.panels.c
         with self.engine.begin() as conn:
-            # Read inside the transaction: the audit's "from" values are the ones replaced.
-            row = conn.execute(select(schema.panels).where(p.id == panel_id)).first()
+            # Read inside the transaction and locked (FOR UPDATE on PostgreSQL; SQLite's
+            # transaction is IMMEDIATE): the audit's "from" values are the ones replaced.
+            row = conn.execute(
+                select(schema.panels).where(p.id == panel_id).with_for_update()
+            ).first()
             if row is None:
                 raise NotFoundError(f"panel {panel_id!r} not found")
             conn.execute(
