@@ -128,3 +128,27 @@ def test_a_large_answer_is_streamed_in_pieces(client: TestClient) -> None:
     series = buckets["series"][0]["points"]
     assert len(series) == 9_000 and {p["count"] for p in series} == {5}
     assert [p["min"] for p in series[:2]] == [0.0, 5.0]
+
+
+def test_a_raw_page_holds_every_point_up_to_its_cut_even_if_late_readings_land(
+    client: TestClient,
+) -> None:
+    """The cut (next_after) is planned before the points are read: readings stored before the
+    cut in between must be in this page, or the next page (after the cut) would skip them."""
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    store(client, [Reading("p1", "voltage", T0 + i * 1000, float(i)) for i in range(0, 40, 2)])
+    query = ReadingsQuery("p1", ["voltage"], T0, T0 + HOUR, None, 10, None)
+    body = readings_body(runtime.store.engine, runtime.settings, query)  # planned: cut known
+    # late readings land before the cut, after it was planned and before the points are read
+    store(client, [Reading("p1", "voltage", T0 + i * 1000, float(i)) for i in range(1, 19, 2)])
+    page = json.loads(b"".join(body))
+    assert page["next_after"] == T0 + 18_000
+    first = [p["value"] for p in page["series"][0]["points"]]
+    assert first == [float(i) for i in range(19)]
+    rest = client.get(
+        "/api/v1/panels/p1/readings",
+        params={"metric": "voltage", "start": T0, "after": page["next_after"], "limit": 100},
+    ).json()
+    assert first + [p["value"] for p in rest["series"][0]["points"]] == [
+        float(i) for i in range(0, 19)
+    ] + [float(i) for i in range(20, 40, 2)]

@@ -45,8 +45,7 @@ class _Plan:
     series: list[SeriesRef]
     header: dict[str, Any]
     low: int  # raw: first ts; buckets: start
-    high: int  # raw: end of the page (exclusive); buckets: end
-    per_series: int  # raw: row limit per series
+    high: int  # raw: end of the page (exclusive, the cut bounds it); buckets: end
     bucket_ms: int | None
 
 
@@ -98,14 +97,16 @@ def _plan(engine: Engine, settings: Settings, q: ReadingsQuery) -> _Plan:
         width = max(1, -(-(q.end_ms - q.start_ms) // buckets))
         header["bucket_ms"] = width if series else None
         header["capped"] = buckets < q.max_points
-        return _Plan(series, header, q.start_ms, q.end_ms, 0, width)
+        return _Plan(series, header, q.start_ms, q.end_ms, width)
     per_series = min(q.limit, max(1, budget))
     low = q.start_ms if q.after_ms is None else max(q.start_ms, q.after_ms + 1)
     cut = history.page_cut(engine, series, low, q.end_ms, per_series) if low < q.end_ms else None
     header["next_after"] = cut
     header["capped"] = cut is not None and per_series < q.limit  # the cap ended this page
+    # The page is every point up to its cut, read later without a row limit: readings stored
+    # before the cut after it was planned belong to this page (the next starts after the cut).
     high = q.end_ms if cut is None else cut + 1
-    return _Plan(series, header, low, high, per_series, None)
+    return _Plan(series, header, low, high, None)
 
 
 def _body(engine: Engine, plan: _Plan, zone: ZoneInfo) -> Iterator[bytes]:
@@ -118,7 +119,7 @@ def _body(engine: Engine, plan: _Plan, zone: ZoneInfo) -> Iterator[bytes]:
         }
         yield (b"," if number else b"") + orjson.dumps(head)[:-1] + b',"points":['
         if plan.bucket_ms is None:
-            chunks = history.raw_points(engine, ref.id, plan.low, plan.high, plan.per_series)
+            chunks = history.raw_points(engine, ref.id, plan.low, plan.high)
             pieces = (_raw_piece(rows, zone) for rows in chunks)
         else:
             rows_iter = history.bucket_rows(engine, ref.id, plan.low, plan.high, plan.bucket_ms)

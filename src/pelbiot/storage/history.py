@@ -57,18 +57,18 @@ def page_cut(
     return min(cuts) if cuts else None
 
 
-def raw_points(
-    engine: Engine, series_id: int, low: int, high: int, limit: int
-) -> Iterator[Sequence[Any]]:
-    """(ts_ms, value) rows with low <= ts < high, oldest first, at most ``limit``, in chunks.
+def raw_points(engine: Engine, series_id: int, low: int, high: int) -> Iterator[Sequence[Any]]:
+    """Every (ts_ms, value) row with low <= ts < high, oldest first, in chunks.
 
-    Each chunk is its own short query (keyset: after the last timestamp sent), so a slow client
-    never holds a database connection while it reads: a few of them could otherwise take the
-    whole pool."""
+    No row limit: the caller bounds the range (a page's cut, from ``page_cut``). A limit here
+    would be counted again, in later queries than the cut's: readings stored before the cut in
+    between would push points out of the page, and the next page, which starts after the cut,
+    would never return them. Each chunk is its own short query (keyset: after the last
+    timestamp sent), so a slow client never holds a database connection while it reads: a few
+    of them could otherwise take the whole pool."""
     r = schema.readings.c
-    sent = 0
-    while sent < limit:
-        size = min(CHUNK_ROWS, limit - sent)
+    while True:
+        size = CHUNK_ROWS
         q = (
             select(r.ts_ms, r.value)
             .where(r.series_id == series_id, r.ts_ms >= low, r.ts_ms < high)
@@ -81,7 +81,6 @@ def raw_points(
             yield rows
         if len(rows) < size:
             return
-        sent += len(rows)
         low = int(rows[-1][0]) + 1
 
 
