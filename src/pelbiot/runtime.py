@@ -36,6 +36,7 @@ from pelbiot.storage.store import Store
 logger = logging.getLogger(__name__)
 
 RETENTION_INTERVAL_S = 3600.0
+HOUSEKEEPING_INTERVAL_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,7 @@ class Runtime:
         if self.ingest is not None:
             ingest_task = group.create_task(asyncio.to_thread(self.ingest.run), name="mqtt-ingest")
         retention_task = group.create_task(self._retention_loop(), name="retention")
+        housekeeping_task = group.create_task(self._housekeeping_loop(), name="housekeeping")
         self.hub.seed(await asyncio.to_thread(self.store.latest))
         hub_task = group.create_task(self.hub.run(), name="live-hub")
         status_task = group.create_task(self._broadcast_ingest_status(), name="live-status")
@@ -198,6 +200,7 @@ class Runtime:
             self.ingest.stop()
             await ingest_task
         retention_task.cancel()
+        housekeeping_task.cancel()
         hub_task.cancel()
         status_task.cancel()
 
@@ -223,6 +226,21 @@ class Runtime:
         while True:
             await asyncio.sleep(self.settings.live_status_interval_s)
             self.hub.broadcast(self.ingest_summary())
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            try:
+                sessions, failures = await asyncio.to_thread(self.sessions.purge_expired)
+                if sessions or failures:
+                    logger.info(
+                        "housekeeping: dropped %d expired sessions and %d quiet login-failure "
+                        "counts",
+                        sessions,
+                        failures,
+                    )
+            except Exception:
+                logger.exception("housekeeping failed; will retry")
+            await asyncio.sleep(HOUSEKEEPING_INTERVAL_S)
 
     async def _retention_loop(self) -> None:
         days = self.settings.raw_retention_days

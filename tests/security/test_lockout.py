@@ -215,3 +215,27 @@ def test_parallel_guesses_from_one_address_all_count(make_client: ClientFactory)
         alerts = audit(client, action="user.guessing")
         assert [a["details"] for a in alerts] == [{"failures_since_last_login": 50}]
         assert sessions.login("cleo", PASSWORD, address="10.0.2.1").access_token
+
+
+def test_housekeeping_forgets_quiet_failure_counts_and_expired_sessions(
+    make_client: ClientFactory,
+) -> None:
+    """One row per guessing address would otherwise stay for ever; a lock in force stays."""
+    with make_client(login_attempts_per_account=100, lockout_threshold=3, login_backoff_s=0) as c:
+        runtime = runtime_of(c)
+        runtime.users.create("hana", PASSWORD, Role.VIEWER)
+        with from_address(c, "192.0.2.1") as once:
+            assert login(once, "hana", "Wrong-password-1").status_code == 401
+        with from_address(c, "192.0.2.2") as guesser:
+            for i in range(3):
+                assert login(guesser, "hana", f"Wrong-password-{i}").status_code == 401
+        assert login(c, "hana", PASSWORD).status_code == 200
+        day_ago = int(time.time() * 1000) - 86_400_000 - 1000
+        with runtime.engine.begin() as conn:  # the clock: a day passes for failures and sessions
+            conn.execute(update(schema.login_failures).values(last_failure_ms=day_ago))
+            conn.execute(update(schema.sessions).values(expires_ms=day_ago))
+        assert runtime.sessions.purge_expired() == (2, 1)  # root's session and hana's
+        with runtime.engine.connect() as conn:
+            left = conn.execute(schema.login_failures.select()).all()
+        assert [row.address for row in left] == [address_key("192.0.2.2")]  # still locked
+        assert runtime.sessions.purge_expired() == (0, 0)

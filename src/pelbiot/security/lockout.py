@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, case, delete, select, update
+from sqlalchemy import Connection, Engine, and_, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pelbiot.errors import RateLimitedError
@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 # Account-wide failures (any address) per alert, in lockout thresholds: 5 x 10 = every 50.
 _SPREAD_FACTOR = 5
+# A (account, address) failure count with no lock and no failure for this long is forgotten.
+FORGET_FAILURES_AFTER_MS = 86_400_000
 
 
 def address_key(address: str) -> str:
@@ -186,6 +188,20 @@ class Lockout:
         for window_key in self._per_account.tracked():
             if window_key.startswith(name):
                 self._per_account.reset(window_key)
+
+    def purge(self, now: int) -> int:
+        """Forget (account, address) failure counts with no lock in force and no failure for a
+        day (housekeeping: one row per guessing address would otherwise stay for ever)."""
+        c = schema.login_failures.c
+        with self._engine.begin() as conn:
+            return int(
+                conn.execute(
+                    delete(schema.login_failures).where(
+                        or_(c.locked_until_ms.is_(None), c.locked_until_ms <= now),
+                        c.last_failure_ms < now - FORGET_FAILURES_AFTER_MS,
+                    )
+                ).rowcount
+            )
 
     def locked(self, user_id: int, address: str, now: int) -> bool:
         """Whether this address is locked out of this account."""

@@ -312,14 +312,17 @@ class Sessions:
             session_id=session_id,
         )
 
-    def purge_sessions(self) -> int:
-        """Drop sessions whose refresh token has expired (housekeeping)."""
+    def purge_expired(self) -> tuple[int, int]:
+        """Housekeeping: drop sessions whose refresh token has expired, and login-failure
+        counts that have gone quiet. Returns how many of each."""
+        now = now_ms()
         with self._engine.begin() as conn:
-            return int(
+            sessions = int(
                 conn.execute(
-                    delete(schema.sessions).where(schema.sessions.c.expires_ms < now_ms())
+                    delete(schema.sessions).where(schema.sessions.c.expires_ms < now)
                 ).rowcount
             )
+        return sessions, self._lockout.purge(now)
 
 
 def account_services(
