@@ -157,7 +157,8 @@ class Settings(BaseSettings):
         100_000,
         ge=1_000,
         description="Most points one /readings answer holds, all metrics together (raw pages "
-        "are cut earlier, downsampled answers get wider buckets).",
+        "are cut earlier, downsampled answers get wider buckets); at least twice "
+        "readings_max_metrics.",
     )
     readings_max_metrics: int = Field(
         32, ge=1, le=1_000, description="Most metrics one /readings request may ask for."
@@ -320,6 +321,13 @@ class Settings(BaseSettings):
             )
         if self.mqtt_reconnect_max < self.mqtt_reconnect_min:
             raise ValueError("mqtt_reconnect_max must be >= mqtt_reconnect_min")
+        if self.readings_max_points < 2 * self.readings_max_metrics:
+            # a downsampled answer gives each metric at least 2 buckets
+            raise ValueError(
+                "PELBIOT_READINGS_MAX_POINTS must be at least twice PELBIOT_READINGS_MAX_METRICS "
+                f"(at least {2 * self.readings_max_metrics}): a downsampled answer gives each "
+                "metric at least 2 points"
+            )
         return self
 
     @property

@@ -8,10 +8,13 @@ import tracemalloc
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
+import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.api.readings_stream import ReadingsQuery, readings_body
+from pelbiot.errors import ConfigError
 from pelbiot.models import Reading
+from pelbiot.settings import Settings
 from tests.support.readings import T0, store
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -152,3 +155,17 @@ def test_a_raw_page_holds_every_point_up_to_its_cut_even_if_late_readings_land(
     assert first + [p["value"] for p in rest["series"][0]["points"]] == [
         float(i) for i in range(0, 19)
     ] + [float(i) for i in range(20, 40, 2)]
+
+
+def test_the_points_cap_must_hold_two_points_for_each_metric(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A downsampled answer gives each metric at least 2 buckets: 1,000 metrics under a cap of
+    1,000 points would get 2,000. Such settings are refused at start, naming both."""
+    with pytest.raises(ConfigError) as refused:
+        make_settings(readings_max_points=1_000, readings_max_metrics=1_000)
+    message = str(refused.value)
+    assert "PELBIOT_READINGS_MAX_POINTS" in message and "PELBIOT_READINGS_MAX_METRICS" in message
+    assert "2000" in message or "2,000" in message
+    settings = make_settings(readings_max_points=2_000, readings_max_metrics=1_000)
+    assert settings.readings_max_points == 2 * settings.readings_max_metrics

@@ -93,7 +93,7 @@ def _plan(engine: Engine, settings: Settings, q: ReadingsQuery) -> _Plan:
         "capped": False,
     }
     if q.max_points is not None:
-        buckets = min(q.max_points, max(2, budget))
+        buckets = min(q.max_points, budget)  # >= 2: Settings keeps points >= 2 * metrics
         width = max(1, -(-(q.end_ms - q.start_ms) // buckets))
         header["bucket_ms"] = width if series else None
         header["capped"] = buckets < q.max_points
