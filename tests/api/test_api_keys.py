@@ -9,15 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.support.databases import query
-
-
-def make_key(client: TestClient, scopes: list[str], **extra: Any) -> dict[str, Any]:
-    response = client.post(
-        "/api/v1/api-keys", json={"name": f"key-{'-'.join(scopes)}", "scopes": scopes, **extra}
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
+from tests.support.ingest import make_key
 
 
 def ingest(client: TestClient, key: str, payload: Any, *, bearer: bool = False) -> Any:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from pelbiot.ingest.recorder import Recorder, newest_per_series
@@ -18,27 +17,8 @@ from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.writer import Writer
 from pelbiot.models import Reading
-from pelbiot.storage.db import make_engine
-from pelbiot.storage.migrations import upgrade
-from tests.support.readings import T0, block_inserts, stored, unblock_inserts
+from tests.support.readings import T0, block_inserts, latest, stored, unblock_inserts
 from tests.support.waiting import wait_for
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url, writer=True)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-def latest(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
-    query = text(
-        "SELECT s.panel_id, s.metric, l.ts_ms, l.value FROM latest l "
-        "JOIN series s ON s.id = l.series_id"
-    )
-    with engine.connect() as conn:
-        return {(p, m): (ts, v) for p, m, ts, v in conn.execute(query)}
 
 
 def stream(n: int, *, panels: int = 7, seed: int = 1) -> list[Reading]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine, text
@@ -16,26 +15,7 @@ from pelbiot.ingest.rejects import RejectLog
 from pelbiot.ingest.stats import IngestStats
 from pelbiot.ingest.writer import Writer
 from pelbiot.models import Committed, Reading
-from pelbiot.storage.db import make_engine
-from pelbiot.storage.migrations import upgrade
-from tests.support.readings import T0, stored
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = make_engine(database_url, writer=True)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-
-
-def latest(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
-    query = text(
-        "SELECT s.panel_id, s.metric, l.ts_ms, l.value FROM latest l "
-        "JOIN series s ON s.id = l.series_id"
-    )
-    with engine.connect() as conn:
-        return {(p, m): (ts, v) for p, m, ts, v in conn.execute(query)}
+from tests.support.readings import T0, latest, stored
 
 
 def panels(engine: Engine) -> list[str]:

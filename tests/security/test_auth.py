@@ -15,10 +15,9 @@ from sqlalchemy import update
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import LOGIN_FAILED, account_services
 from pelbiot.storage import schema
-from tests.support.accounts import TEST_PASSWORD, login_as
+from tests.support.accounts import PASSWORD, TEST_PASSWORD, login, login_as
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
-PASSWORD = "Correct-horse-42"
 
 
 def runtime_of(client: TestClient) -> Any:
@@ -35,17 +34,6 @@ def add_user(
 ) -> int:
     row = runtime_of(client).users.create(username, password, role, regions=regions)
     return int(row["id"])
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD) -> Any:
-    """POST /auth/login without touching the client's own credentials."""
-    response = client.post(
-        "/api/v1/auth/login",
-        json={"username": username, "password": password},
-        headers={"Authorization": ""},
-    )
-    client.cookies.clear()
-    return response
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -18,25 +18,14 @@ from pelbiot.security.lockout import Backoff, address_key
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import LOGIN_FAILED
 from pelbiot.storage import schema
-from tests.support.accounts import login_as
+from tests.support.accounts import PASSWORD, login, login_as
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
-PASSWORD = "Correct-horse-42"
 OWNER_ADDRESS = "198.51.100.7"
 
 
 def runtime_of(client: TestClient) -> Any:
     return client.app.state.runtime  # type: ignore[attr-defined]
-
-
-def login(client: TestClient, username: str, password: str = PASSWORD) -> Any:
-    response = client.post(
-        "/api/v1/auth/login",
-        json={"username": username, "password": password},
-        headers={"Authorization": ""},
-    )
-    client.cookies.clear()
-    return response
 
 
 @contextmanager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from pelbiot.errors import NotFoundError
@@ -30,3 +32,17 @@ def login_as(
     headers = {"Authorization": f"Bearer {response.json()['access_token']}"}
     client.headers.update(headers)
     return headers
+
+
+PASSWORD = "Correct-horse-42"  # the password the account tests give their users
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> Any:
+    """POST /auth/login without touching the client's own credentials."""
+    response = client.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": password},
+        headers={"Authorization": ""},
+    )
+    client.cookies.clear()
+    return response

@@ -55,3 +55,13 @@ def store(client: TestClient, readings: list[Reading]) -> None:
     runtime = client.app.state.runtime  # type: ignore[attr-defined]
     assert runtime.writer.submit(readings, done.set, timeout=5)
     assert done.wait(10), "writer did not commit"
+
+
+def latest(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
+    """The latest table: (panel, metric) -> (ts_ms, value)."""
+    query = text(
+        "SELECT s.panel_id, s.metric, l.ts_ms, l.value FROM latest l "
+        "JOIN series s ON s.id = l.series_id"
+    )
+    with engine.connect() as conn:
+        return {(p, m): (ts, v) for p, m, ts, v in conn.execute(query)}
