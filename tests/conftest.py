@@ -12,10 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.app import create_app
+from pelbiot.security.devices import Devices
 from pelbiot.security.permissions import Role
 from pelbiot.settings import Settings, load_settings
 from tests.support.accounts import login_as
 from tests.support.databases import backend, fresh_database
+from tests.support.device_clients import device_registry
 from tests.support.mosquitto import Mosquitto
 from tests.support.processes import ServerProcess
 
@@ -66,6 +68,13 @@ def private_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def database_url(tmp_path: Path) -> Iterator[str]:
     with fresh_database(tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def devices(database_url: str) -> Iterator[Devices]:
+    """The device registry on this test's database (migrated)."""
+    with device_registry(database_url) as registry:
+        yield registry
 
 
 @pytest.fixture

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy import insert
+from sqlalchemy.exc import IntegrityError
 
 from pelbiot.cli.devices import device
 from pelbiot.errors import ConflictError, InvalidInputError, NotFoundError
-from pelbiot.security.audit import AuditLog
 from pelbiot.security.broker_acl import verify_mosquitto_hash
+from pelbiot.security.broker_files import reserved_device_names
 from pelbiot.security.devices import Devices
+from pelbiot.settings import Settings
+from pelbiot.sim.demo_site import DEMO_DEVICE
+from pelbiot.storage import schema
 from pelbiot.storage.db import make_engine
-from pelbiot.storage.migrations import upgrade
-
-
-@pytest.fixture
-def devices(database_url: str) -> Iterator[Devices]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    try:
-        yield Devices(engine, AuditLog(engine))
-    finally:
-        engine.dispose()
+from tests.support.databases import backend, query
+from tests.support.device_clients import device_registry
+from tests.support.waiting import wait_for
 
 
 def test_create_stores_a_mosquitto_hash_and_shows_the_password_once(devices: Devices) -> None:
@@ -209,3 +208,125 @@ def test_cli_says_when_the_files_cannot_be_written(cli: Callable[..., Any], tmp_
     assert result.exit_code == 1 and "export-mosquitto" in result.output
     assert "Traceback" not in result.output
     assert "meter-01" in _stdout(cli("list"))
+
+
+# -- reserved names and concurrent writes ---------------------------------------------------
+
+
+def test_reserved_names_are_refused_ignoring_case(database_url: str) -> None:
+    # A device named like PELBIOT's own ingest user broke every later Mosquitto export.
+    with device_registry(database_url, reserved=("pelbiot", "demo-simulator")) as registry:
+        for name in ["pelbiot", "PELBIOT", "Demo-Simulator"]:
+            with pytest.raises(ConflictError, match="reserved"):
+                registry.create(name, ["trafo1"])
+        assert registry.all() == []
+
+
+def test_reserved_names_come_from_the_settings() -> None:
+    assert reserved_device_names(Settings()) >= {"pelbiot", DEMO_DEVICE}
+    assert "bus" in reserved_device_names(Settings(mqtt_username="Bus"))
+    assert "bus" in reserved_device_names(Settings(mqtt_url="mqtt://bus:pw@127.0.0.1:1883"))
+
+
+def test_cli_refuses_reserved_names(cli: Callable[..., Any]) -> None:
+    for name, env in [
+        ("pelbiot", {}),  # the embedded broker's ingest user when none is set
+        ("Ingest", {"PELBIOT_MQTT_USERNAME": "ingest"}),
+        ("demo-simulator", {}),
+    ]:
+        refused = cli("create", name, "--panel", "trafo1", **env)
+        assert refused.exit_code == 1 and "reserved" in refused.output, refused.output
+        assert "Traceback" not in refused.output
+    assert _stdout(cli("list")).strip() == "no devices yet"
+
+
+def _lock_waiters(url: str) -> int:
+    sql = (
+        "SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    return int(query(url, sql)[0][0])
+
+
+def _race(url: str, holder_sql: list[str], call: Callable[[], Any]) -> BaseException | None:
+    """Run ``call`` in a thread while another connection holds ``holder_sql`` uncommitted;
+    commit once ``call`` waits for its locks (or has finished); return what ``call`` raised."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as exc:
+            raised.append(exc)
+
+    with psycopg.connect(url) as holder:
+        for sql in holder_sql:
+            holder.execute(sql)  # type: ignore[arg-type]
+        worker = threading.Thread(target=run)
+        worker.start()
+        wait_for(lambda: not worker.is_alive() or _lock_waiters(url) > 0, 10, "the writer to wait")
+        holder.commit()
+    worker.join(10)
+    assert not worker.is_alive()
+    return raised[0] if raised else None
+
+
+postgres_only = pytest.mark.skipif(
+    backend() != "postgresql",
+    reason="SQLite serialises writers (BEGIN IMMEDIATE): no interleaving to race",
+)
+
+
+def test_names_are_unique_ignoring_case_in_the_database(
+    database_url: str, devices: Devices
+) -> None:
+    devices.create("Meter-01", ["trafo1"])
+    engine = make_engine(database_url)
+    try:
+        with pytest.raises(IntegrityError), engine.begin() as conn:
+            conn.execute(
+                insert(schema.devices).values(
+                    name="meter-01", password_hash="x", created_ms=0, updated_ms=0, created_by="t"
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+@postgres_only
+def test_a_concurrent_look_alike_create_is_a_conflict(database_url: str, devices: Devices) -> None:
+    raised = _race(
+        database_url,
+        [
+            "INSERT INTO devices (name, password_hash, created_ms, updated_ms, created_by) "
+            "VALUES ('Meter-01', 'x', 0, 0, 'test')"
+        ],
+        lambda: devices.create("meter-01", ["trafo1"]),
+    )
+    assert isinstance(raised, ConflictError), raised
+    assert [d["name"] for d in devices.all()] == ["Meter-01"]
+
+
+@postgres_only
+@pytest.mark.parametrize("change", ["panels", "disable", "passwd"])
+def test_a_change_racing_a_delete_is_not_found(
+    database_url: str, devices: Devices, change: str
+) -> None:
+    devices.create("gw", ["trafo1"])
+    calls: dict[str, Callable[[], Any]] = {
+        "panels": lambda: devices.set_panels("gw", ["trafo2"]),
+        "disable": lambda: devices.set_disabled("gw", True),
+        "passwd": lambda: devices.set_password("gw"),
+    }
+    raised = _race(
+        database_url,
+        [
+            "DELETE FROM device_panels "
+            "WHERE device_id = (SELECT id FROM devices WHERE name = 'gw')",
+            "DELETE FROM devices WHERE name = 'gw'",
+        ],
+        calls[change],
+    )
+    assert isinstance(raised, NotFoundError), raised  # not a foreign-key 500, not a silent no-op
+    assert devices.all() == []
+    assert query(database_url, "SELECT count(*) FROM device_panels") == [(0,)]

@@ -95,3 +95,14 @@ def test_changes_rewrite_the_mosquitto_files(make_client: ClientFactory, tmp_pat
         assert "gw-1:$7$" in pw_file.read_text() and "user gw-1" in acl_file.read_text()
         client.patch("/api/v1/devices/gw-1", json={"disabled": True})
         assert "gw-1" not in pw_file.read_text() and "gw-1" not in acl_file.read_text()
+
+
+def test_reserved_names_are_refused(make_client: ClientFactory) -> None:
+    # Created, such a device made every later Mosquitto export fail ("mosquitto_files": "failed").
+    with make_client(mqtt_username="bus") as client:
+        for name in ["BUS", "pelbiot", "demo-simulator"]:
+            answer = client.post("/api/v1/devices", json={"name": name, "panels": ["trafo1"]})
+            assert answer.status_code == 409, answer.text
+            assert answer.json()["error"]["code"] == "conflict"
+            assert "reserved" in answer.json()["error"]["message"]
+        assert client.get("/api/v1/devices").json() == []

@@ -1,9 +1,28 @@
-"""Devices as a broker sees them: ``mosquitto_pub`` with a username and password."""
+"""Devices as a broker sees them (``mosquitto_pub`` with a username and password), and the
+registry they are kept in."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pelbiot.security.audit import AuditLog
+from pelbiot.security.devices import Devices
+from pelbiot.storage.db import make_engine
+from pelbiot.storage.migrations import upgrade
+
+
+@contextmanager
+def device_registry(database_url: str, *, reserved: tuple[str, ...] = ()) -> Iterator[Devices]:
+    """``Devices`` on a migrated database; the engine is disposed afterwards."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    try:
+        yield Devices(engine, AuditLog(engine), reserved=reserved)
+    finally:
+        engine.dispose()
 
 
 def publish_as(

@@ -16,7 +16,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from pelbiot.api.deps import PrincipalDep, RuntimeDep, client_address
 from pelbiot.api.timefmt import iso
 from pelbiot.errors import ConfigError
-from pelbiot.security.broker_files import configured_files, export_mosquitto
+from pelbiot.security.broker_files import (
+    configured_files,
+    export_mosquitto,
+    reserved_device_names,
+)
 from pelbiot.security.devices import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH, Devices
 
 logger = logging.getLogger(__name__)
@@ -80,7 +84,7 @@ class PasswordChanged(BrokerFiles):
 
 
 def _devices(runtime: RuntimeDep) -> Devices:
-    return Devices(runtime.engine, runtime.audit)
+    return Devices(runtime.engine, runtime.audit, reserved=reserved_device_names(runtime.settings))
 
 
 def _public(runtime: RuntimeDep, row: dict[str, Any]) -> dict[str, Any]:

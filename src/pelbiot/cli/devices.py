@@ -20,7 +20,7 @@ from pelbiot.security.audit import AuditLog
 from pelbiot.security.broker_files import (
     configured_files,
     export_mosquitto,
-    ingest_credentials,
+    reserved_device_names,
 )
 from pelbiot.security.devices import Devices
 from pelbiot.settings import Settings, load_settings
@@ -42,7 +42,8 @@ def _registry() -> Iterator[tuple[Devices, Settings]]:
     engine = make_engine(settings.effective_database_url)
     try:
         upgrade(engine)
-        yield Devices(engine, AuditLog(engine)), settings
+        registry = Devices(engine, AuditLog(engine), reserved=reserved_device_names(settings))
+        yield registry, settings
     except PelbiotError as exc:
         raise click.ClickException(exc.message) from None
     finally:
@@ -99,8 +100,6 @@ def create(name: str, panels: tuple[str, ...], password_stdin: bool) -> None:
     """Create a device that may publish under <prefix>/<panel>/... for each --panel."""
     password = _read_password(password_stdin)
     with _registry() as (devices, settings):
-        if name == ingest_credentials(settings)[0]:
-            raise click.ClickException(f"{name!r} is PELBIOT's own ingest user")
         record, secret = devices.create(name, panels, password=password)
         if password is None:
             _show_password(secret)

@@ -23,8 +23,12 @@ from pelbiot.security.broker_acl import (
 )
 from pelbiot.security.devices import Devices
 from pelbiot.settings import Settings
+from pelbiot.sim.demo_site import DEMO_DEVICE
 
 logger = logging.getLogger(__name__)
+
+# The embedded broker's ingest user when PELBIOT_MQTT_USERNAME is unset (cli/launcher.py).
+EMBEDDED_INGEST_USER = "pelbiot"
 
 PASSWORD_FILE_MODE = 0o600  # hashes only, but nobody else needs them
 ACL_FILE_MODE = 0o640
@@ -46,6 +50,16 @@ def ingest_credentials(settings: Settings) -> tuple[str | None, str | None]:
         user = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
     return settings.mqtt_username or user, settings.mqtt_password or password
+
+
+def reserved_device_names(settings: Settings) -> frozenset[str]:
+    """Names no device may take, lower-cased: PELBIOT's own ingest user (configured, and the
+    embedded broker's default) and the demo's simulator device. A device named like the ingest
+    user would make every Mosquitto export fail; one named like the demo's would be re-keyed by
+    the next ``pelbiot demo``."""
+    user, _password = ingest_credentials(settings)
+    names = {EMBEDDED_INGEST_USER, DEMO_DEVICE, *([user] if user else [])}
+    return frozenset(n.lower() for n in names)
 
 
 def configured_files(settings: Settings) -> tuple[Path, Path] | None:

@@ -51,9 +51,12 @@ def check_password(password: str) -> str:
 class Devices:
     """Device records: ``{"name", "panels", "disabled", "created_ms", "updated_ms", ...}``."""
 
-    def __init__(self, engine: Engine, audit: AuditLog) -> None:
+    def __init__(self, engine: Engine, audit: AuditLog, *, reserved: Iterable[str] = ()) -> None:
+        """``reserved``: names no device may take (compared ignoring case), such as PELBIOT's
+        own ingest user (``broker_files.reserved_device_names``)."""
         self._engine = engine
         self._audit = audit
+        self._reserved = frozenset(r.lower() for r in reserved)
 
     def create(
         self,
@@ -66,6 +69,10 @@ class Devices:
     ) -> tuple[dict[str, Any], str]:
         """Returns the record and the password (generated when none is given; shown once)."""
         check_name(name)
+        if name.lower() in self._reserved:
+            raise ConflictError(
+                f"device name {name!r} is reserved: PELBIOT's own ingest user or the demo's device"
+            )
         panel_ids = check_panels(panels)
         secret = check_password(password) if password is not None else generate_password()
         now = _now_ms()
@@ -87,7 +94,8 @@ class Devices:
         address: str | None,
     ) -> None:
         with self._engine.begin() as conn:
-            # MQTT usernames are case-sensitive, people are not: refuse look-alikes.
+            # MQTT usernames are case-sensitive, people are not: refuse look-alikes. The index on
+            # lower(name) settles a race between two creates (IntegrityError, see create).
             clash = conn.execute(
                 select(schema.devices.c.name).where(
                     func.lower(schema.devices.c.name) == name.lower()
@@ -165,8 +173,8 @@ class Devices:
         self, name: str, panels: Iterable[str], *, actor: str = "cli", address: str | None = None
     ) -> None:
         panel_ids = check_panels(panels)
-        device_id = self._id(name)
         with self._engine.begin() as conn:
+            device_id = self._id(conn, name)
             conn.execute(
                 delete(schema.device_panels).where(schema.device_panels.c.device_id == device_id)
             )
@@ -189,8 +197,8 @@ class Devices:
             )
 
     def delete(self, name: str, *, actor: str = "cli", address: str | None = None) -> None:
-        device_id = self._id(name)
         with self._engine.begin() as conn:
+            device_id = self._id(conn, name)
             # Explicit: SQLite does not enforce ON DELETE CASCADE without PRAGMA foreign_keys.
             conn.execute(
                 delete(schema.device_panels).where(schema.device_panels.c.device_id == device_id)
@@ -202,11 +210,15 @@ class Devices:
 
     # -- internals --------------------------------------------------------------------------
 
-    def _id(self, name: str) -> int:
-        with self._engine.connect() as conn:
-            found = conn.execute(
-                select(schema.devices.c.id).where(schema.devices.c.name == name)
-            ).scalar_one_or_none()
+    @staticmethod
+    def _id(conn: Any, name: str) -> int:
+        """The device's id, locked for the rest of ``conn``'s transaction: a concurrent delete
+        either went first (then this is a 404) or waits for the change (PostgreSQL; SQLite's
+        write transactions are serial anyway). Looked up outside the transaction, a delete in
+        between made the change a foreign-key 500 or a silent no-op."""
+        found = conn.execute(
+            select(schema.devices.c.id).where(schema.devices.c.name == name).with_for_update()
+        ).scalar_one_or_none()
         if found is None:
             raise NotFoundError(f"device {name!r} not found")
         return int(found)
@@ -220,8 +232,8 @@ class Devices:
         actor: str,
         address: str | None = None,
     ) -> None:
-        device_id = self._id(name)
         with self._engine.begin() as conn:
+            device_id = self._id(conn, name)
             conn.execute(
                 update(schema.devices)
                 .where(schema.devices.c.id == device_id)

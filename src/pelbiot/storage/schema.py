@@ -183,6 +183,8 @@ devices = Table(
     Column("created_by", String(64), nullable=False),
     sqlite_autoincrement=True,
 )
+# MQTT usernames are case-sensitive, people are not: no two devices differ only by case.
+Index("uq_devices_name_lower", func.lower(devices.c.name), unique=True)
 
 device_panels = Table(
     "device_panels",

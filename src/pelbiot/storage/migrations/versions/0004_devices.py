@@ -1,5 +1,7 @@
 """Device credentials for the broker (issue #9): devices and the panels each may publish for.
 
+Device names are unique ignoring case (an index on ``lower(name)``).
+
 Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-04
@@ -28,6 +30,9 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(64), nullable=False),
         sqlite_autoincrement=True,
     )
+    # MQTT usernames are case-sensitive, people are not: no two devices differ only by case
+    # (the registry checks first; this settles concurrent creates).
+    op.create_index("uq_devices_name_lower", "devices", [sa.text("lower(name)")], unique=True)
     op.create_table(
         "device_panels",
         sa.Column(
@@ -43,4 +48,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("device_panels")
+    op.drop_index("uq_devices_name_lower", table_name="devices")
     op.drop_table("devices")
