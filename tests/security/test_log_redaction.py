@@ -67,6 +67,20 @@ def test_redact_keeps_ordinary_text_and_catches_every_form() -> None:
     assert redact("sort_key=name") == "sort_key=name"
 
 
+def test_percent_encoded_names_and_values_are_redacted_too() -> None:
+    """The server decodes ``tok%65n`` to ``token`` and accepts it: so does the redactor."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    assert redact(f'"WebSocket /api/v1/live?tok%65n={jwt}" [accepted]') == (
+        f'"WebSocket /api/v1/live?tok%65n={REDACTED}" [accepted]'
+    )
+    assert redact("/x?api%5Fkey=s3cret&limit=5") == f"/x?api%5Fkey={REDACTED}&limit=5"
+    # a key or a token under any name, itself encoded
+    assert redact("/x?q=pbk%5F0123456789ab%5Fs3cret") == f"/x?q={REDACTED}"
+    assert redact(f"/x?whatever={jwt}") == f"/x?whatever={REDACTED}"
+    assert redact(f"token in a message: {jwt}") == f"token in a message: {REDACTED}"
+    assert redact("/x?q=%25&region=Nor%20th") == "/x?q=%25&region=Nor%20th"
+
+
 def test_the_access_log_keeps_its_format(caplog: pytest.LogCaptureFixture) -> None:
     """uvicorn's access formatter unpacks the record's arguments: redaction keeps them."""
     record = logging.LogRecord(

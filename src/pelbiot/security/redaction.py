@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "[redacted]"
 
@@ -20,20 +21,48 @@ _QUERY_SECRET = re.compile(
     r"(?i)(?<![A-Za-z0-9_])((?:access_|refresh_)?token|api_?key|key|password|secret)=[^&\s\"'#]+"
 )
 _API_KEY = re.compile(r"pbk_[0-9a-f]{12}_[A-Za-z0-9_\-]+")
+_JWT = re.compile(r"eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+")
+# A query string as a log line shows it; its names and values are judged once percent-decoded
+# (``?tok%65n=`` is ``token`` to the server, so it must be to the redactor too).
+_QUERY = re.compile(r"\?([^\s\"'#]+)")
+_SECRET_NAME = re.compile(r"(?i)(?:access_|refresh_)?token|api_?key|key|password|secret")
 _BEARER_PROTOCOL = re.compile(r"(?i)bearer\.[A-Za-z0-9_\-.~+/=]+")
 
 # Loggers whose records may carry a request line; the root handlers cover everything else.
 _LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
+def _redact_pair(pair: str) -> str:
+    name, sep, value = pair.partition("=")
+    if not sep:
+        return pair
+    decoded = unquote_plus(value)
+    if (
+        _SECRET_NAME.fullmatch(unquote_plus(name).strip())
+        or "pbk_" in decoded
+        or "bearer." in decoded.lower()
+        or _JWT.search(decoded)
+    ):
+        return f"{name}={REDACTED}"
+    return pair
+
+
+def _redact_query(match: re.Match[str]) -> str:
+    return "?" + "&".join(_redact_pair(pair) for pair in match.group(1).split("&"))
+
+
 def redact(text: str) -> str:
-    """``text`` with secret query values, API keys and bearer subprotocols replaced."""
+    """``text`` with secret query values, API keys, JWTs and bearer subprotocols replaced."""
+    if "?" in text and "=" in text:
+        text = _QUERY.sub(_redact_query, text)
     if "=" in text:
         text = _QUERY_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", text)
     if "pbk_" in text:
         text = _API_KEY.sub("pbk_" + REDACTED, text)
     if "earer." in text or "EARER." in text:
         text = _BEARER_PROTOCOL.sub("bearer." + REDACTED, text)
+    if "eyJ" in text:
+        text = _JWT.sub(REDACTED, text)
     return text
 
 
