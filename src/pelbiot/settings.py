@@ -98,7 +98,8 @@ class Settings(BaseSettings):
     embedded_broker_anonymous: Literal["until_devices", "never"] = Field(
         "until_devices",
         description="Embedded broker: `until_devices` lets clients without credentials connect "
-        "until the first device is registered; `never` requires device credentials always.",
+        "until the first device is registered; `never` requires device credentials always "
+        "(the default with `PELBIOT_ENV=production`; an explicit value wins).",
     )
 
     # --- storage ----------------------------------------------------------------------------
@@ -314,6 +315,9 @@ class Settings(BaseSettings):
                 "password hashing below OWASP's argon2id minimum (2 passes, 19456 KiB) is for "
                 "tests only, not production"
             )
+        if self.env == "production" and "embedded_broker_anonymous" not in self.model_fields_set:
+            # No open broker in production unless asked for (frozen model: set it directly).
+            object.__setattr__(self, "embedded_broker_anonymous", "never")
         if self.mqtt_receive_maximum > self.writer_queue_size:
             raise ValueError(
                 "PELBIOT_MQTT_RECEIVE_MAXIMUM must not exceed PELBIOT_WRITER_QUEUE_SIZE "

@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,8 @@ from pelbiot.ingest.broker import free_port
 from pelbiot.ingest.broker_auth import BrokerGate
 from pelbiot.security.audit import AuditLog
 from pelbiot.security.devices import Devices
+from pelbiot.settings import Settings
 from pelbiot.storage.db import make_engine
-from pelbiot.storage.migrations import upgrade
 from pelbiot.storage.store import Store
 from tests.support.device_clients import DeviceConnection, publish_as
 from tests.support.embedded_broker import embedded_broker
@@ -33,16 +34,6 @@ from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 INGEST = ("pelbiot", "ingest-secret-0123456789")
-
-
-@pytest.fixture
-def devices(database_url: str) -> Iterator[Devices]:
-    engine = make_engine(database_url)
-    upgrade(engine)
-    try:
-        yield Devices(engine, AuditLog(engine))
-    finally:
-        engine.dispose()
 
 
 def _gate(
@@ -208,3 +199,67 @@ def test_gate_rules_at_topic_boundaries() -> None:
         assert await gate.authenticate(None, None) is None  # a device exists
 
     asyncio.run(check())
+
+
+def test_device_passwords_are_checked_off_the_event_loop() -> None:
+    # PBKDF2 takes about 1 ms: on the loop, a reconnect storm or a password guesser would stall
+    # the API and the live feed that share it.
+    from pelbiot.ingest.broker_auth import Identity, Role
+    from pelbiot.security.broker_acl import (
+        DeviceCredential,
+        mosquitto_hash,
+        verify_mosquitto_hash,
+    )
+
+    cred = DeviceCredential("gw", mosquitto_hash("gw-password-123456"), ("trafo1",))
+    verified_on: list[int] = []
+
+    def verify(password: str, stored: str) -> bool:
+        verified_on.append(threading.get_ident())
+        return verify_mosquitto_hash(password, stored)
+
+    gate = BrokerGate(
+        lambda: ([cred], 1),
+        ingest_user="pelbiot",
+        ingest_password="pw",
+        prefix="panel",
+        verify=verify,
+    )
+
+    async def check() -> int:
+        assert await gate.authenticate("gw", "gw-password-123456") == Identity(Role.DEVICE, "gw")
+        assert await gate.authenticate("gw", "wrong-password-123456") is None
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(check())
+    assert len(verified_on) == 2 and loop_thread not in verified_on
+
+
+def _production(**overrides: Any) -> Settings:
+    return Settings(
+        env="production",
+        secret_key="Zq8v-Lr2mXc4Tn7bWk1pYs5dHf9gJa3u",
+        password_hash_time_cost=2,
+        password_hash_memory_kib=19_456,
+        **overrides,
+    )
+
+
+def test_production_refuses_anonymous_clients_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().embedded_broker_anonymous == "until_devices"  # a fresh demo just works
+    assert _production().embedded_broker_anonymous == "never"
+    explicit = _production(embedded_broker_anonymous="until_devices")
+    assert explicit.embedded_broker_anonymous == "until_devices"  # an explicit setting wins
+    monkeypatch.setenv("PELBIOT_EMBEDDED_BROKER_ANONYMOUS", "until_devices")
+    assert _production().embedded_broker_anonymous == "until_devices"  # from the environment too
+
+
+def test_production_default_reaches_the_gate(devices: Devices, prefix: str) -> None:
+    # No device yet: in development anonymous clients may connect, in production not.
+    async def anonymous(settings: Settings) -> Any:
+        return await _gate(devices, prefix, settings.embedded_broker_anonymous).authenticate(
+            None, None
+        )
+
+    assert asyncio.run(anonymous(Settings())) is not None
+    assert asyncio.run(anonymous(_production())) is None

@@ -6,13 +6,14 @@ The same rules as the Mosquitto files ``pelbiot device`` writes:
 - a device (``pelbiot device create``) authenticates with its name and password and may only
   publish, and only under ``<prefix>/<panel>/...`` for its panels; it may not subscribe;
 - a client without valid credentials is refused once any device is registered, or always with
-  ``PELBIOT_EMBEDDED_BROKER_ANONYMOUS=never``; before that (a fresh demo) it may do everything,
-  as before devices existed.
+  ``PELBIOT_EMBEDDED_BROKER_ANONYMOUS=never`` (the default with ``PELBIOT_ENV=production``);
+  before that (a fresh demo) it may do everything, as before devices existed.
 A publish the rules forbid is acknowledged and dropped, as Mosquitto does.
 
 The registry is read on every CONNECT (a new, disabled or re-keyed device counts at once) and at
 most every ``refresh_s`` on the publish path (a device disabled while connected loses its rights
-within that time). Reads run in a thread: the broker shares the event loop with the server.
+within that time). Reads and password checks run in a thread: the broker shares the event loop
+with the server.
 """
 
 from __future__ import annotations
@@ -67,9 +68,12 @@ class BrokerGate:
         prefix: str,
         anonymous: str = "until_devices",
         refresh_s: float = 2.0,
+        verify: Callable[[str, str], bool] = verify_mosquitto_hash,
     ) -> None:
-        """``load`` returns (enabled devices, number of registered devices)."""
+        """``load`` returns (enabled devices, number of registered devices); ``verify(password,
+        stored_hash)`` checks a device's password (run in a thread: PBKDF2, about 1 ms)."""
         self._load = load
+        self._verify = verify
         self._ingest = (ingest_user, ingest_password)
         self._prefix = prefix
         self._anonymous_ever = anonymous != "never"
@@ -109,7 +113,11 @@ class BrokerGate:
         snap = await self._current(0.0)
         if username is not None:
             cred = snap.devices.get(username)
-            if cred is not None and verify_mosquitto_hash(password or "", cred.password_hash):
+            # In a thread: on the loop, a reconnect storm or a password guesser would stall
+            # the API and the live feed that share it.
+            if cred is not None and await asyncio.to_thread(
+                self._verify, password or "", cred.password_hash
+            ):
                 return Identity(Role.DEVICE, username)
             if cred is not None or not self._anonymous_allowed(snap):
                 return None
