@@ -181,3 +181,11 @@ def test_ingest_user_with_a_shared_subscription(
         assert publish_as(port, f"{prefix}/trafoA/volt", "229.5", "meter-a", password) == 0
         got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the shared-group reading")
         assert got["voltage"]["value"] == 229.5
+
+
+def test_device_panels_follow_the_decoders_panel_rule() -> None:
+    # One rule: a panel a device may be given is one the decoder accepts in a topic.
+    from pelbiot.decode import payloads
+    from pelbiot.security import broker_acl
+
+    assert broker_acl.PANEL_RE is payloads.PANEL_RE

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pelbiot.api.deps import PrincipalDep, RuntimeDep, client_address
 from pelbiot.api.timefmt import iso
+from pelbiot.decode.payloads import PANEL_RE
 from pelbiot.errors import ConfigError
+from pelbiot.security.broker_acl import NAME_RE
 from pelbiot.security.broker_files import (
     configured_files,
     export_mosquitto,
@@ -27,9 +29,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/devices", tags=["devices"])
 
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+_NAME = f"^{NAME_RE.pattern}$"
 DeviceName = Annotated[str, Path(pattern=_NAME, max_length=64, description="MQTT username")]
-PanelId = Annotated[str, Field(pattern=_NAME, max_length=64)]
+PanelId = Annotated[str, Field(pattern=f"^{PANEL_RE.pattern}$", max_length=64)]
 Password = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 FilesState = Literal["written", "not_configured", "failed"]
 

@@ -56,7 +56,8 @@ _META, _VALUES = 10, 11
 _META_KEYS = ("device", "device_id", "id", "panel", "panel_id", "name", "model", "serial", "type")
 # telemetry keys that are not metrics: timestamp rank, metadata, or the "values" object
 _SPECIAL = {**_TS_RANK, **dict.fromkeys((*_META_KEYS, "unit", "units"), _META), "values": _VALUES}
-_PANEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
+# A panel id in a topic; also what a device may be given (security/broker_acl.py).
+PANEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _TOPIC_FORBIDDEN = ("+", "#", "\0")
 _BOM = b"\xef\xbb\xbf"
 _UNDERSCORE = 95  # ord("_"): an int membership test on bytes is far cheaper than b"_" in ...
@@ -167,7 +168,7 @@ def split_topic(topic: str, prefix: str) -> tuple[str, str]:
         raise PayloadError("bad_topic", f"expected {prefix}/<panel>/<metric>")
     if any(c in topic for c in _TOPIC_FORBIDDEN):
         raise PayloadError("bad_topic", "wildcard or NUL character in topic")
-    if not _PANEL_RE.fullmatch(parts[0]):
+    if not PANEL_RE.fullmatch(parts[0]):
         raise PayloadError("bad_panel_id")
     return parts[0], parts[1]
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pelbiot.decode.payloads import PANEL_RE
 from pelbiot.errors import InvalidInputError
 
 # Device passwords PELBIOT generates carry ~190 random bits, so iterations add little for them;
@@ -31,9 +32,9 @@ _SALT_BYTES = 12
 _DIGEST_BYTES = 64
 
 # MQTT usernames and panel ids end up in line-based files (``user NAME``, ``NAME:hash``) and in
-# topic filters: no separators, whitespace, wildcards or ``:``.
+# topic filters: no separators, whitespace, wildcards or ``:``. Panel ids follow the decoder's
+# ``PANEL_RE``: a device may be given exactly the panels a topic can name.
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
-PANEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 @dataclass(frozen=True)
