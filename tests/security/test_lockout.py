@@ -228,3 +228,27 @@ def test_housekeeping_forgets_quiet_failure_counts_and_expired_sessions(
             left = conn.execute(schema.login_failures.select()).all()
         assert [row.address for row in left] == [address_key("192.0.2.2")]  # still locked
         assert runtime.sessions.purge_expired() == (0, 0)
+
+
+def test_guessing_the_current_password_in_a_password_change_is_locked_out_like_login(
+    make_client: ClientFactory,
+) -> None:
+    """A stolen session must not become an unlimited password-guessing oracle."""
+    with make_client(login_attempts_per_account=100, lockout_threshold=3, login_backoff_s=0) as c:
+        runtime_of(c).users.create("gita", PASSWORD, Role.VIEWER)
+        token = login(c, "gita").json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def change(current: str) -> Any:
+            body = {"current_password": current, "new_password": "Brand-new-secret-77"}
+            return c.post("/api/v1/auth/password", json=body, headers=headers)
+
+        for i in range(3):
+            assert change(f"Guess-number-{i}").status_code == 422
+        locked = change(PASSWORD)  # even the right one, from this address, once locked
+        assert locked.status_code == 429, locked.text
+        failed = audit(c, action="user.password", success="false")
+        assert len(failed) == 3
+        assert len(audit(c, action="user.lockout")) == 1
+        runtime_of(c).users.unlock(runtime_of(c).users.by_name("gita")["id"], actor=None)
+        assert change(PASSWORD).status_code == 204

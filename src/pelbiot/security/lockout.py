@@ -214,10 +214,13 @@ class Lockout:
             ).scalar_one_or_none()
         return until is not None and until > now
 
-    def record_wrong_password(self, row: dict[str, Any], address: str, now: int) -> None:
+    def record_wrong_password(
+        self, row: dict[str, Any], address: str, now: int, *, action: str = "login.failed"
+    ) -> None:
         """Count a wrong password for (account, address) in the database, atomically (parallel
         guesses, even from several workers, all count), and lock that address out at the
-        threshold."""
+        threshold. ``action`` names the audit entry (a login, or a password change's check of
+        the current password: the same guess, counted the same)."""
         t = schema.login_failures
         where = address_key(address)
         threshold = self._settings.lockout_threshold
@@ -275,7 +278,7 @@ class Lockout:
                     conn=conn,
                 )
             self._audit.record(
-                "login.failed",
+                action,
                 actor=row["username"],
                 address=address,
                 success=False,

@@ -11,7 +11,13 @@ from typing import Any
 from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from pelbiot.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from pelbiot.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidInputError,
+    NotFoundError,
+    RateLimitedError,
+)
 from pelbiot.security.audit import AuditLog
 from pelbiot.security.change_events import ChangeListeners
 from pelbiot.security.lockout import Lockout
@@ -226,6 +232,22 @@ class Users:
                 conn=conn,
             )
 
+    def _check_current(self, row: dict[str, Any], password: str | None, address: str) -> None:
+        """A password change proves the current password: guessing it is throttled, counted
+        and locked out per (account, address) exactly like guessing it at login."""
+        self._lockout.admit(row["username"], address)
+        now = now_ms()
+        if self._lockout.locked(row["id"], address, now):
+            raise RateLimitedError(
+                "too many wrong passwords from this address; try again later",
+                retry_after=self._settings.lockout_minutes * 60,
+            )
+        if password is not None and self._passwords.verify(row["password_hash"], password):
+            return
+        self._lockout.failed(row["username"], address)
+        self._lockout.record_wrong_password(row, address, now, action="user.password")
+        raise InvalidInputError("current password is wrong", details={"field": "current_password"})
+
     def set_password(
         self,
         user_id: int,
@@ -239,12 +261,7 @@ class Users:
         row = self.row(user_id)
         own = actor is not None and actor.user_id == user_id
         if own:
-            if current_password is None or not self._passwords.verify(
-                row["password_hash"], current_password
-            ):
-                raise InvalidInputError(
-                    "current password is wrong", details={"field": "current_password"}
-                )
+            self._check_current(row, current_password, address or "unknown")
         elif actor is not None and not may_manage(actor, Role(row["role"])):
             raise ForbiddenError("you may not set this account's password")
         check_policy(
