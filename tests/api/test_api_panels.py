@@ -147,3 +147,18 @@ def test_a_conflicting_redelivery_keeps_the_first_value_everywhere(client: TestC
     assert latest == 230.0
     assert [p["value"] for p in history] == [230.0]
     assert client.get("/api/v1/ingest/status").json()["counters"]["duplicates"] == 2
+
+
+def test_creating_panels_over_the_api_respects_the_panel_cap(make_client) -> None:  # type: ignore[no-untyped-def]
+    """PELBIOT_MAX_PANELS bounds the site, whether panels come from readings or from the API."""
+    with make_client(max_panels=2) as client:
+        for panel_id in ("cap1", "cap2"):
+            assert client.post("/api/v1/panels", json={"id": panel_id}).status_code == 201
+        refused = client.post("/api/v1/panels", json={"id": "cap3"})
+        assert refused.status_code == 409, refused.text
+        error = refused.json()["error"]
+        assert "PELBIOT_MAX_PANELS" in error["message"]
+        assert error["details"] == {"max_panels": 2}
+        assert client.get("/api/v1/panels/cap3").status_code == 404
+        assert client.delete("/api/v1/panels/cap2").status_code == 204
+        assert client.post("/api/v1/panels", json={"id": "cap3"}).status_code == 201

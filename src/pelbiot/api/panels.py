@@ -195,6 +195,7 @@ def create_panel(
     panel = runtime.store.create_panel(
         body.id,
         fields,
+        max_panels=runtime.settings.max_panels,
         audit=lambda conn, _before: runtime.audit.record(
             "panel.create",
             actor=_actor(principal),

@@ -144,13 +144,25 @@ class Store:
     # the change or neither does.
 
     def create_panel(
-        self, panel_id: str, fields: dict[str, Any], *, audit: PanelAudit | None = None
+        self,
+        panel_id: str,
+        fields: dict[str, Any],
+        *,
+        audit: PanelAudit | None = None,
+        max_panels: int | None = None,
     ) -> dict[str, Any]:
         now = _now_ms()
         values = {k: v for k, v in fields.items() if k in PANEL_FIELDS}
         values.setdefault("name", panel_id)
         values.setdefault("phases", 3)
         with self.engine.begin() as conn:
+            if max_panels is not None:
+                count = conn.execute(select(func.count()).select_from(schema.panels)).scalar_one()
+                if count >= max_panels:
+                    raise ConflictError(
+                        f"this site has {count} panels, the most PELBIOT_MAX_PANELS allows",
+                        details={"max_panels": max_panels},
+                    )
             try:
                 conn.execute(
                     insert(schema.panels).values(
