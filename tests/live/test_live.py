@@ -246,3 +246,18 @@ def test_change_signal_numbers_changes_and_says_what_changed() -> None:
         assert signal.changes_since(2001) == {("panel", "1999")}
 
     asyncio.run(scenario())
+
+
+def test_a_change_before_any_feed_waited_is_numbered_not_dropped() -> None:
+    """A feed reads the change number before computing its rights; a change made then, before
+    any feed of the process has waited once, must still move the number."""
+    from pelbiot.live.changes import ChangeSignal
+
+    async def scenario() -> None:
+        signal = ChangeSignal()
+        seen = signal.generation
+        signal.notify(("panel", "a"))  # nobody has waited on this signal yet
+        assert await signal.wait(seen, 0.0) is True
+        assert signal.changes_since(seen) == {("panel", "a")}
+
+    asyncio.run(scenario())

@@ -21,6 +21,7 @@ from sqlalchemy import insert
 
 from pelbiot.models import Reading
 from pelbiot.security.permissions import Role
+from pelbiot.security.regions import PanelDirectory
 from pelbiot.storage import schema
 from tests.support.accounts import login_as
 from tests.support.live import close_code, frames_until, panels_in, reading_of
@@ -161,3 +162,62 @@ def test_a_scoped_feed_opened_while_the_store_fails_is_told_to_try_again(
     loader.broken = False
     with client.websocket_connect("/api/v1/live", headers=viewer) as ws:
         assert ws.receive_json()["type"] == "snapshot"
+
+
+def test_a_directory_load_overtaken_by_a_change_is_not_kept_as_fresh() -> None:
+    """An invalidate arriving while the directory loads: that load may predate the change, so
+    it must not be cached as fresh for the TTL (the clock is frozen: only reloads can help)."""
+    regions: dict[str, str | None] = {"s1": "south"}
+    loads: list[dict[str, str | None]] = []
+
+    def load() -> dict[str, str | None]:
+        read = dict(regions)  # what the query saw
+        if not loads:  # a panel change commits (and invalidates) while this load runs
+            regions["s1"] = "north"
+            directory.invalidate("s1")
+        loads.append(read)
+        return read
+
+    directory = PanelDirectory(load, clock=lambda: 0.0)
+    assert directory.region("s1") == "south"  # this caller's load, read before the change
+    assert directory.region("s1") == "north"  # not cached as fresh: the next call reloads
+    assert directory.region("s1") == "north" and len(loads) == 2  # now fresh
+
+
+def test_a_change_while_a_feed_computes_its_rights_reaches_it_at_once(
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+) -> None:
+    """A panel moves into a viewer's region while the viewer's feed computes what it may see
+    (injected in the directory's load): the feed re-scopes at once, not at the periodic check
+    (an hour here; a missed change hangs until the test's timeout)."""
+    with make_client(live_session_recheck_s=3600.0) as client:
+        admin = dict(client.headers)
+        for panel_id, region in (("n1", "north"), ("s1", "south")):
+            created = client.post(
+                "/api/v1/panels", json={"id": panel_id, "region": region}, headers=admin
+            )
+            assert created.status_code == 201, created.text
+        runtime = client.app.state.runtime  # type: ignore[attr-defined]
+        directory = runtime.directory
+        load = directory._load
+        armed = threading.Event()
+
+        def load_then_move() -> dict[str, str | None]:
+            regions: dict[str, str | None] = load()
+            if armed.is_set():
+                armed.clear()
+                runtime.store.update_panel("s1", {"region": "north"})  # invalidates, notifies
+            return regions
+
+        directory._load = load_then_move
+        viewer = login_as(client, "north-viewer", Role.VIEWER, regions=["north"])
+        directory.invalidate()
+        armed.set()
+        with client.websocket_connect("/api/v1/live", headers=viewer) as ws:
+            first = ws.receive_json()
+            assert first["type"] == "snapshot"
+            assert not armed.is_set()  # the change was made during the feed's own lookup
+            frames_until(ws, lambda f: f["type"] == "snapshot")  # re-scoped: s1 is north now
+            t = now_ms()
+            store(client, [Reading("s1", "voltage", t, 7.0)])
+            frames_until(ws, reading_of("s1"))

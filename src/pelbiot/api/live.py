@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from pelbiot.api.live_access import access_of, watch_access
+from pelbiot.api.live_access import open_access, watch_access
 from pelbiot.live.hub import LiveClient, LiveHub
 
 logger = logging.getLogger(__name__)
@@ -42,8 +42,9 @@ async def live(websocket: WebSocket) -> None:
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     try:
         # What a scoped caller may see is computed here, off the event loop; hub ticks only
-        # test membership (a tick must never wait on the database).
-        access = await asyncio.to_thread(access_of, runtime, principal)
+        # test membership (a tick must never wait on the database). A change committed while
+        # it is computed is after ``seen``: the watcher re-checks at once.
+        access, seen = await open_access(runtime, principal)
     except Exception:
         logger.warning("live feed: rights lookup failed at connect", exc_info=True)
         await websocket.close(code=_TRY_AGAIN_LATER, reason="try again later")
@@ -54,7 +55,7 @@ async def live(websocket: WebSocket) -> None:
         async with asyncio.TaskGroup() as group:
             sender = group.create_task(_send_frames(websocket, client), name="live-send")
             watcher = group.create_task(
-                watch_access(websocket, runtime, client, access), name="live-access"
+                watch_access(websocket, runtime, client, access, seen), name="live-access"
             )
             await _receive_commands(websocket, hub, client)
             sender.cancel()

@@ -53,6 +53,14 @@ def access_of(runtime: Runtime, principal: Principal | None) -> Access:
     return Access(principal, runtime.directory.visible_panels(principal))
 
 
+async def open_access(runtime: Runtime, principal: Principal | None) -> tuple[Access, int]:
+    """A feed's first rights (computed off the event loop), and the change number read before
+    computing them, for ``watch_access``: a change committed meanwhile comes after that number,
+    so the feed re-checks at once rather than at the next periodic check."""
+    seen = runtime.hub.access_changed.generation
+    return await asyncio.to_thread(access_of, runtime, principal), seen
+
+
 def current_access(websocket: WebSocket, runtime: Runtime, principal: Principal | None) -> Access:
     """The caller's rights as the database says now (blocking: run it in a thread)."""
     return access_of(runtime, _current_principal(websocket, runtime, principal))
@@ -97,16 +105,16 @@ def _current_principal(
 
 
 async def watch_access(
-    websocket: WebSocket, runtime: Runtime, client: LiveClient, access: Access
+    websocket: WebSocket, runtime: Runtime, client: LiveClient, access: Access, seen: int
 ) -> None:
-    """Re-check the feed's rights until the socket ends (see the module docstring)."""
+    """Re-check the feed's rights until the socket ends (see the module docstring); ``seen`` is
+    the change number read before ``access`` was computed (``open_access``)."""
     if access.principal is None or access.principal.kind == "anonymous":
         return  # anonymous read-only access: nothing to revoke, nothing scoped
     hub = runtime.hub
     signal = hub.access_changed
     period = runtime.settings.live_session_recheck_s
     loop = asyncio.get_running_loop()
-    seen = signal.generation
     next_full = loop.time() + period
     outage_logged = False
     while True:

@@ -23,19 +23,25 @@ class PanelDirectory:
         self._clock = clock
         self._regions: dict[str, str | None] = {}
         self._loaded_at = float("-inf")
+        self._invalidations = 0
         self._lock = threading.Lock()
 
     def invalidate(self, *_args: object) -> None:
         with self._lock:
             self._loaded_at = float("-inf")
+            self._invalidations += 1
 
     def _current(self) -> dict[str, str | None]:
         with self._lock:
             if self._clock() - self._loaded_at < _TTL_S:
                 return self._regions
+            invalidations = self._invalidations
         regions = self._load()
         with self._lock:
-            self._regions, self._loaded_at = regions, self._clock()
+            # A change committed while this load ran may be missing from it: keep it for this
+            # caller, but as stale (the next call loads again), never as fresh for _TTL_S.
+            if self._invalidations == invalidations:
+                self._regions, self._loaded_at = regions, self._clock()
         return regions
 
     def region(self, panel_id: str) -> str | None:
