@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import tomllib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import paho.mqtt
 import paho.mqtt.client as mqtt
 import pytest
+from fastapi.testclient import TestClient
 from packaging.specifiers import SpecifierSet
 
 from pelbiot.ingest.mqttclient import (
@@ -20,6 +23,9 @@ from pelbiot.ingest.mqttclient import (
     reader_class,
 )
 from pelbiot.settings import load_settings
+from tests.support.mosquitto import Mosquitto, mosquitto_pub
+from tests.support.tcpproxy import TcpProxy
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -83,3 +89,33 @@ def test_changed_internals_fall_back_to_the_public_api_with_an_error(
     with caplog.at_level(logging.ERROR, logger="pelbiot.ingest.mqttclient"):
         assert reader_class(load_settings()) is PlainClient
     assert "_gone_in_paho_3" in caplog.text
+
+
+def test_the_reader_is_chosen_once_so_the_fallback_error_is_logged_once_across_reconnects(
+    make_client: Callable[..., AbstractContextManager[TestClient]],
+    mosquitto: Mosquitto,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker goes away and comes back three times (a proxy cut in front of Mosquitto): the
+    reader chosen at start (paho's public API, the internals check failing) stays; its error is
+    logged once, not at every reconnect, and ingest still works on the last connection."""
+    monkeypatch.setitem(PAHO_INTERNALS, "_gone_in_paho_3", ())
+    caplog.set_level(logging.ERROR, logger="pelbiot.ingest.mqttclient")
+    with TcpProxy(("127.0.0.1", mosquitto.port)) as proxy:
+        url = f"mqtt://127.0.0.1:{proxy.port}"
+        with make_client(mqtt_url=url, mqtt_client="bulk") as client:
+            runtime = client.app.state.runtime  # type: ignore[attr-defined]
+            for connects in (1, 2, 3):
+                wait_for(lambda n=connects: runtime.stats.connects >= n, 20, f"connect {connects}")
+                proxy.cut()
+                wait_for(lambda: not runtime.ingest.connected, 20, "the cut seen")
+                proxy.restore()
+            wait_for(lambda: runtime.ingest.connected, 20, "the last reconnect")
+            assert runtime.stats.connects >= 4
+            mosquitto_pub(mosquitto, f"{prefix}/p1/volt", "231.5")
+            wait_for(lambda: client.get("/api/v1/panels/p1/latest").status_code == 200, 10)
+    fallbacks = [r for r in caplog.records if "paho-mqtt changed" in r.getMessage()]
+    assert len(fallbacks) == 1, [r.getMessage() for r in fallbacks]
+    assert "_gone_in_paho_3" in fallbacks[0].getMessage()

@@ -114,6 +114,9 @@ class MqttIngest:
         # writing it, and _on_socket_close lingers until then (see the module docstring).
         self._linger_until: float | None = None
         self._connected = threading.Event()
+        # The reader is chosen once, here (its check builds a paho client and may log an error);
+        # the one client it makes is reused by every reconnect.
+        self._reader = reader_class(settings)
         self._client = self._make_client(tls, url_user, url_password)
 
     # -- public -------------------------------------------------------------------------------
@@ -183,7 +186,7 @@ class MqttIngest:
         self, tls: bool, url_user: str | None, url_pw: str | None
     ) -> BulkClient | PlainClient:
         s = self._settings
-        client = reader_class(s)(
+        client = self._reader(
             on_messages=self._on_messages,
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=s.mqtt_client_id,
