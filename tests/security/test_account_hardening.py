@@ -15,24 +15,11 @@ from pelbiot.errors import UnauthorizedError
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import REUSE_GRACE_MS
 from pelbiot.storage import schema
+from tests.support.accounts import audit, runtime_of, tokens_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 PASSWORD = "Correct-horse-42"
 NO_AUTH = {"Authorization": ""}
-
-
-def runtime_of(client: TestClient) -> Any:
-    return client.app.state.runtime  # type: ignore[attr-defined]
-
-
-def tokens_for(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = client.post(
-        "/api/v1/auth/login", json={"username": username, "password": password}, headers=NO_AUTH
-    )
-    client.cookies.clear()
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:
@@ -45,13 +32,6 @@ def refresh(client: TestClient, refresh_token: str) -> Any:
     )
     client.cookies.clear()
     return response
-
-
-def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
-    response = client.get("/api/v1/audit", params=params)
-    assert response.status_code == 200, response.text
-    entries: list[dict[str, Any]] = response.json()
-    return entries
 
 
 # -- sessions ----------------------------------------------------------------------------------

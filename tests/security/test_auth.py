@@ -15,13 +15,17 @@ from sqlalchemy import update
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import LOGIN_FAILED, account_services
 from pelbiot.storage import schema
-from tests.support.accounts import PASSWORD, TEST_PASSWORD, login, login_as
+from tests.support.accounts import (
+    PASSWORD,
+    TEST_PASSWORD,
+    audit,
+    login,
+    login_as,
+    runtime_of,
+    tokens_for,
+)
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
-
-
-def runtime_of(client: TestClient) -> Any:
-    return client.app.state.runtime  # type: ignore[attr-defined]
 
 
 def add_user(
@@ -38,21 +42,6 @@ def add_user(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-def tokens_for(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = login(client, username, password)
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
-    """The audit log as root sees it (the client's own bearer header is root's)."""
-    response = client.get("/api/v1/audit", params=params)
-    assert response.status_code == 200, response.text
-    entries: list[dict[str, Any]] = response.json()
-    return entries
 
 
 # -- login, refresh, logout --------------------------------------------------------------------

@@ -18,14 +18,10 @@ from pelbiot.security.lockout import Backoff, address_key
 from pelbiot.security.permissions import Role
 from pelbiot.security.sessions import LOGIN_FAILED
 from pelbiot.storage import schema
-from tests.support.accounts import PASSWORD, login, login_as
+from tests.support.accounts import PASSWORD, audit, login, login_as, runtime_of
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 OWNER_ADDRESS = "198.51.100.7"
-
-
-def runtime_of(client: TestClient) -> Any:
-    return client.app.state.runtime  # type: ignore[attr-defined]
 
 
 @contextmanager
@@ -37,13 +33,6 @@ def from_address(client: TestClient, address: str) -> Iterator[TestClient]:
         yield other
     finally:
         other.close()
-
-
-def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
-    response = client.get("/api/v1/audit", params=params)
-    assert response.status_code == 200, response.text
-    entries: list[dict[str, Any]] = response.json()
-    return entries
 
 
 def test_a_guessing_address_locks_itself_out_not_the_owner(

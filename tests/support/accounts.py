@@ -46,3 +46,23 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> Any:
     )
     client.cookies.clear()
     return response
+
+
+def runtime_of(client: TestClient) -> Any:
+    return client.app.state.runtime  # type: ignore[attr-defined]
+
+
+def tokens_for(client: TestClient, username: str, password: str = PASSWORD) -> dict[str, Any]:
+    """Log in (without touching the client's own credentials) and return the token answer."""
+    response = login(client, username, password)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def audit(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    """The audit log as the client's logged-in user sees it."""
+    response = client.get("/api/v1/audit", params=params)
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()
+    return entries
