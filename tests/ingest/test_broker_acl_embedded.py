@@ -28,7 +28,7 @@ from pelbiot.security.devices import Devices
 from pelbiot.settings import Settings
 from pelbiot.storage.db import make_engine
 from pelbiot.storage.store import Store
-from tests.support.device_clients import DeviceConnection, publish_as
+from tests.support.device_clients import DeviceConnection, RawConnection, publish_as
 from tests.support.embedded_broker import embedded_broker
 from tests.support.waiting import wait_for
 
@@ -116,6 +116,94 @@ def test_a_device_disabled_while_connected_loses_its_rights(
             assert _latest(client)["trafoA"]["voltage"]["value"] == 230.0
         finally:
             connection.close()
+
+
+@pytest.mark.parametrize("retain", [False, True])
+def test_a_will_to_another_panel_is_refused_at_connect(
+    make_client: ClientFactory, devices: Devices, prefix: str, retain: bool
+) -> None:
+    """amqtt sends a will without its topic check: a device's will could write any panel."""
+    _record, password = devices.create("meter-a", ["trafoA"])
+    _record, other = devices.create("meter-b", ["trafoB"])
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        will = (f"{prefix}/trafoB/volt", "222", retain)
+        attacker = RawConnection(broker.port, "meter-a-1", "meter-a", password, will=will)
+        attacker.drop()
+        assert attacker.return_code == 5  # Mosquitto refuses such a CONNECT too
+        assert f"{prefix}/trafoB/volt" not in broker.amqtt.retained_messages
+        # A will to its own panel is fine.
+        own = RawConnection(
+            broker.port,
+            "meter-a-2",
+            "meter-a",
+            password,
+            will=(f"{prefix}/trafoA/volt", "1", False),
+        )
+        own.drop()
+        assert own.return_code == 0
+        assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
+        got = wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
+        assert got["voltage"]["value"] == 231.0
+
+
+@pytest.mark.parametrize("change", ["disable", "delete"])
+def test_a_will_is_checked_again_when_it_is_sent(
+    make_client: ClientFactory, devices: Devices, prefix: str, change: str
+) -> None:
+    """A device disabled or deleted after it connected sends no will, retained or not."""
+    _record, password = devices.create("meter-a", ["trafoA"])
+    _record, other = devices.create("meter-b", ["trafoB"])
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        will = (f"{prefix}/trafoA/volt", "222", True)
+        device = RawConnection(broker.port, "meter-a-1", "meter-a", password, will=will)
+        assert device.return_code == 0
+        if change == "disable":
+            devices.set_disabled("meter-a", True)
+        else:
+            devices.delete("meter-a")
+        device.drop()
+        # Once amqtt has ended the session, the will (if any) is ahead of the next message.
+        wait_for(
+            lambda: not broker.amqtt.sessions["meter-a-1"][0].transitions.is_connected(),
+            10,
+            "the dropped session",
+        )
+        assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
+        wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
+        assert "trafoA" not in _latest(client)
+        assert f"{prefix}/trafoA/volt" not in broker.amqtt.retained_messages
+
+
+def test_a_will_within_the_rules_is_still_sent(
+    make_client: ClientFactory, devices: Devices, prefix: str
+) -> None:
+    _record, password = devices.create("meter-a", ["trafoA"])
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        will = (f"{prefix}/trafoA/volt", "222", False)
+        device = RawConnection(broker.port, "meter-a-1", "meter-a", password, will=will)
+        assert device.return_code == 0
+        device.drop()
+        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the will")
+        assert got["voltage"]["value"] == 222
+
+
+def test_the_will_hook_matches_amqtt() -> None:
+    # Fails loudly when an amqtt upgrade moves the place where the will is sent.
+    from pelbiot.ingest.broker import check_amqtt_will_hook
+
+    check_amqtt_will_hook()
 
 
 def test_anonymous_clients_only_before_the_first_device(

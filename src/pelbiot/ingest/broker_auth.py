@@ -8,7 +8,11 @@ The same rules as the Mosquitto files ``pelbiot device`` writes:
 - a client without valid credentials is refused once any device is registered, or always with
   ``PELBIOT_EMBEDDED_BROKER_ANONYMOUS=never`` (the default with ``PELBIOT_ENV=production``);
   before that (a fresh demo) it may do everything, as before devices existed.
-A publish the rules forbid is acknowledged and dropped, as Mosquitto does.
+A publish the rules forbid is acknowledged and dropped, as Mosquitto does. A will message (sent
+by the broker when a client drops without DISCONNECT) follows the publish rules too: a CONNECT
+whose will topic the client may not publish to is refused (Mosquitto refuses it too), and when a
+will is about to be sent the rules are read again (``broker.py`` asks ``may_send_will``), so a
+device disabled or deleted since it connected sends nothing, retained wills included.
 
 The registry is read on every CONNECT (a new, disabled or re-keyed device counts at once) and at
 most every ``refresh_s`` on the publish path (a device disabled while connected loses its rights
@@ -54,6 +58,12 @@ class _Snapshot:
 
 
 _ATTR = "pelbiot_identity"  # set on amqtt's Session (it is not hashable, so no dict by session)
+
+
+def session_identity(session: Any) -> Identity | None:
+    """Who an amqtt session authenticated as (None: refused, or not yet checked)."""
+    identity: Identity | None = getattr(session, _ATTR, None)
+    return identity
 
 
 class BrokerGate:
@@ -125,11 +135,21 @@ class BrokerGate:
         return Identity(Role.ANONYMOUS) if self._anonymous_allowed(snap) else None
 
     async def may_publish(self, identity: Identity | None, topic: str) -> bool:
+        return await self._may_publish(identity, topic, self._refresh_s)
+
+    async def may_send_will(self, identity: Identity | None, topic: str) -> bool:
+        """A will about to be sent: the rules now (a device disabled since it connected may not),
+        and never a topic with wildcards (amqtt does not check a will's topic itself)."""
+        if "+" in topic or "#" in topic or not topic:
+            return False
+        return await self._may_publish(identity, topic, 0.0)
+
+    async def _may_publish(self, identity: Identity | None, topic: str, max_age: float) -> bool:
         if identity is None:
             return False
         if identity.role is Role.INGEST:
             return True
-        snap = await self._current(self._refresh_s)
+        snap = await self._current(max_age)
         if identity.role is Role.ANONYMOUS:
             return self._anonymous_allowed(snap)
         cred = snap.devices.get(identity.name or "")
@@ -165,13 +185,22 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
     async def authenticate(self, *, session: Any) -> bool:
         gate: BrokerGate = self.context.config.gate
         identity = await gate.authenticate(session.username, session.password)
-        setattr(session, _ATTR, identity)
         if identity is None:
             logger.info(
                 "embedded broker refused %s (user %r): bad or missing credentials",
                 session.client_id,
                 session.username,
             )
+        elif session.will_flag and not await gate.may_send_will(identity, session.will_topic or ""):
+            # amqtt would send the will without a topic check: refuse it here, as Mosquitto does.
+            logger.info(
+                "embedded broker refused %s (user %r): a will to %r it may not publish to",
+                session.client_id,
+                session.username,
+                session.will_topic,
+            )
+            identity = None
+        setattr(session, _ATTR, identity)
         return identity is not None
 
 
@@ -186,7 +215,7 @@ class DeviceTopicPlugin(BaseTopicPlugin):  # type: ignore[misc]
         self, *, session: Any = None, topic: str | None = None, action: Any = None
     ) -> bool:
         gate: BrokerGate = self.context.config.gate
-        identity: Identity | None = getattr(session, _ATTR, None)
+        identity = session_identity(session)
         if action == Action.RECEIVE:
             return gate.may_receive(identity)
         if action == Action.SUBSCRIBE:
