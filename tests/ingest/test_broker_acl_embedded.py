@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -261,6 +262,90 @@ def test_demo_simulator_has_its_own_device_and_strangers_are_refused(tmp_path: P
         engine.dispose()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+@contextmanager
+def _pelbiot_demo(tmp_path: Path, **env: str) -> Iterator[int]:
+    """``pelbiot demo`` (one simulated panel) as a subprocess; yields the embedded broker port."""
+    http_port, broker_port = free_port(), free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PELBIOT_")}
+    environ.update(PELBIOT_DATA_DIR=str(tmp_path / "data"), **env)
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "pelbiot", "demo", "--port", str(http_port)),
+                *("--panels", "1", "--broker-port", str(broker_port), "--interval", "0.5"),
+            ],
+            cwd=tmp_path,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: "PELBIOT is running" in log.read_text(), 30, "the demo start")
+        yield broker_port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+
+
+def test_a_refused_connect_with_pelbiot_client_id_cannot_cut_ingest(
+    tmp_path: Path, database_url: str, devices: Devices, prefix: str
+) -> None:
+    """amqtt deletes (clean session) or takes over (persistent) the session of a client id
+    before it checks the login: with PELBIOT's guessable default id (``pelbiot-<hostname>``) a
+    refused CONNECT silently cut ingest. The embedded broker's ingest id is random per start."""
+    _record, password = devices.create("meter-x", ["trafoX"])
+    with _pelbiot_demo(
+        tmp_path, PELBIOT_DATABASE_URL=database_url, PELBIOT_TOPIC_PREFIX=prefix
+    ) as port:
+        engine = make_engine(database_url)
+        try:
+            store = Store(engine)
+            wait_for(lambda: "trafo1" in store.latest(), 15, "simulated readings")
+            guess = f"pelbiot-{socket.gethostname()}"[:64]
+            for clean in (True, False):
+                attacker = RawConnection(port, guess, "pelbiot", "guess", clean=clean)
+                attacker.drop()
+                assert attacker.return_code == 5
+                anonymous = RawConnection(port, guess, clean=clean)
+                anonymous.drop()
+                assert anonymous.return_code == 5
+            # A device that uses the guessed id is just a device with an odd client id.
+            as_device = RawConnection(port, guess, "meter-x", password)
+            as_device.drop()
+            assert as_device.return_code == 0
+            assert publish_as(port, f"{prefix}/trafoX/volt", "231.7", "meter-x", password) == 0
+            got = wait_for(lambda: store.latest().get("trafoX"), 15, "the device's reading")
+            assert got is not None
+        finally:
+            engine.dispose()
+
+
+def test_the_ingest_client_id_is_pelbiots_alone() -> None:
+    from pelbiot.ingest.broker_auth import Identity, Role
+    from pelbiot.security.broker_acl import DeviceCredential, mosquitto_hash
+
+    cred = DeviceCredential("gw", mosquitto_hash("gw-password-123456"), ("trafo1",))
+    gate = BrokerGate(
+        lambda: ([cred], 1),
+        ingest_user="pelbiot",
+        ingest_password="pw",
+        ingest_client_id="pelbiot-ingest-0a1b",
+        prefix="panel",
+    )
+
+    async def check() -> None:
+        assert await gate.authenticate("gw", "gw-password-123456", "pelbiot-ingest-0a1b") is None
+        assert await gate.authenticate("gw", "gw-password-123456", "pelbiot-ingest-0a1bx") is None
+        assert await gate.authenticate("gw", "gw-password-123456", "gw-1") == Identity(
+            Role.DEVICE, "gw"
+        )
+        ingest = await gate.authenticate("pelbiot", "pw", "pelbiot-ingest-0a1b")
+        assert ingest == Identity(Role.INGEST, "pelbiot")
+
+    asyncio.run(check())
 
 
 def test_gate_rules_at_topic_boundaries() -> None:

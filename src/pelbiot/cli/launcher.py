@@ -103,17 +103,24 @@ async def _start_embedded_broker(
     simulator: SimulatorConfig | None,
 ) -> tuple[Settings, str]:
     """Start amqtt with the device registry enforced; return the settings pointed at it (with
-    PELBIOT's own per-start ingest credentials) and the simulator's URL (its device's)."""
+    PELBIOT's own per-start ingest credentials and client id) and the simulator's URL (its
+    device's)."""
     engine = make_engine(settings.effective_database_url)
     stack.callback(engine.dispose)
     await asyncio.to_thread(upgrade, engine)
     devices = Devices(engine, AuditLog(engine))
     ingest_user = settings.mqtt_username or "pelbiot"
     ingest_password = settings.mqtt_password or secrets.token_urlsafe(24)
+    # Random per start, whatever PELBIOT_MQTT_CLIENT_ID says: amqtt deletes or takes over the
+    # session of a client id BEFORE it checks the login, so a refused CONNECT with a guessable
+    # id (`pelbiot-<hostname>`) would silently cut ingest. Nothing is lost: the embedded broker
+    # keeps its sessions in memory and starts and stops with this process.
+    ingest_client_id = f"pelbiot-ingest-{secrets.token_hex(16)}"
     gate = BrokerGate(
         lambda: (devices.credentials(), devices.count()),
         ingest_user=ingest_user,
         ingest_password=ingest_password,
+        ingest_client_id=ingest_client_id,
         prefix=settings.topic_prefix,
         anonymous=settings.embedded_broker_anonymous,
     )
@@ -134,6 +141,7 @@ async def _start_embedded_broker(
         update={
             "mqtt_url": broker.url,
             "mqtt_protocol": "3.1.1",
+            "mqtt_client_id": ingest_client_id,
             "mqtt_username": ingest_user,
             "mqtt_password": ingest_password,
         }

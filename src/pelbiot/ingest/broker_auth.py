@@ -75,16 +75,21 @@ class BrokerGate:
         *,
         ingest_user: str,
         ingest_password: str,
+        ingest_client_id: str | None = None,
         prefix: str,
         anonymous: str = "until_devices",
         refresh_s: float = 2.0,
         verify: Callable[[str, str], bool] = verify_mosquitto_hash,
     ) -> None:
         """``load`` returns (enabled devices, number of registered devices); ``verify(password,
-        stored_hash)`` checks a device's password (run in a thread: PBKDF2, about 1 ms)."""
+        stored_hash)`` checks a device's password (run in a thread: PBKDF2, about 1 ms).
+        ``ingest_client_id``: PELBIOT's own client id, refused to everyone but the ingest user
+        (amqtt has already taken over that session by then, which is why the launcher makes the
+        id random per start; the refusal and its log line are the second line)."""
         self._load = load
         self._verify = verify
         self._ingest = (ingest_user, ingest_password)
+        self._ingest_client_id = ingest_client_id
         self._prefix = prefix
         self._anonymous_ever = anonymous != "never"
         self._refresh_s = refresh_s
@@ -114,8 +119,24 @@ class BrokerGate:
     def _anonymous_allowed(self, snap: _Snapshot) -> bool:
         return self._anonymous_ever and not snap.any_registered
 
-    async def authenticate(self, username: str | None, password: str | None) -> Identity | None:
+    async def authenticate(
+        self, username: str | None, password: str | None, client_id: str | None = None
+    ) -> Identity | None:
         """The identity of a CONNECT, or None to refuse it."""
+        identity = await self._authenticate(username, password)
+        if (
+            identity is not None
+            and identity.role is not Role.INGEST
+            and self._ingest_client_id
+            and (client_id or "").startswith(self._ingest_client_id)
+        ):
+            logger.warning(
+                "embedded broker refused %r (user %r): PELBIOT's own client id", client_id, username
+            )
+            return None
+        return identity
+
+    async def _authenticate(self, username: str | None, password: str | None) -> Identity | None:
         if username is not None and username == self._ingest[0]:
             if hmac.compare_digest((password or "").encode(), self._ingest[1].encode()):
                 return Identity(Role.INGEST, username)
@@ -184,7 +205,7 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
 
     async def authenticate(self, *, session: Any) -> bool:
         gate: BrokerGate = self.context.config.gate
-        identity = await gate.authenticate(session.username, session.password)
+        identity = await gate.authenticate(session.username, session.password, session.client_id)
         if identity is None:
             logger.info(
                 "embedded broker refused %s (user %r): bad or missing credentials",
