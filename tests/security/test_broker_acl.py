@@ -26,12 +26,16 @@ from pelbiot.security.broker_acl import (
     render_acl,
     verify_mosquitto_hash,
 )
-from tests.support.device_clients import DeviceConnection, publish_as
+from tests.support.device_clients import DeviceConnection, RawConnection, publish_as
 from tests.support.mosquitto import Mosquitto
 from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
 INGEST_PASSWORD = "ingest-secret-0123456789"
+# The authentication lines of the mosquitto.conf in docs/deployment.md (the test below checks
+# they are there): every broker in this module runs with them.
+DOCUMENTED_SETTINGS = ("allow_anonymous false", "use_username_as_clientid true")
+DEPLOYMENT_DOC = Path(__file__).parents[2] / "docs" / "deployment.md"
 
 
 def test_hash_format_is_the_one_mosquitto_passwd_writes(tmp_path: Path) -> None:
@@ -81,7 +85,7 @@ def secured_mosquitto(tmp_path: Path, files: tuple[Path, Path]) -> Iterator[Mosq
     broker = Mosquitto(
         tmp_path / "mosquitto",
         extra_settings=[
-            "allow_anonymous false",
+            *DOCUMENTED_SETTINGS,
             f"password_file {files[0]}",
             f"acl_file {files[1]}",
         ],
@@ -181,6 +185,78 @@ def test_ingest_user_with_a_shared_subscription(
         assert publish_as(port, f"{prefix}/trafoA/volt", "229.5", "meter-a", password) == 0
         got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the shared-group reading")
         assert got["voltage"]["value"] == 229.5
+
+
+def test_a_device_with_pelbiots_client_id_cannot_kick_ingest(
+    make_client: ClientFactory,
+    secured_mosquitto: Mosquitto,
+    cli: Callable[..., Result],
+    prefix: str,
+) -> None:
+    """Without ``use_username_as_clientid`` Mosquitto closes PELBIOT's connection when a device
+    (valid credentials) connects with PELBIOT's client id; with a clean session it even drops
+    PELBIOT's queued messages. With it, a client's id is its username."""
+    port = secured_mosquitto.port
+    password = cli("create", "meter-a", "--panel", "trafoA", port=port).stdout.strip()
+    secured_mosquitto.start()
+    url = f"mqtt://pelbiot:{INGEST_PASSWORD}@127.0.0.1:{port}"
+    with make_client(mqtt_url=url) as client:
+        wait_for(lambda: client.get("/api/v1/ingest/status").json()["broker"]["connected"], 10)
+        ingest_id = client.app_settings.mqtt_client_id  # type: ignore[attr-defined]
+        for clean in (True, False):
+            RawConnection(port, ingest_id, "meter-a", password, clean=clean).drop()
+        device = DeviceConnection(port, "meter-a", password, client_id=ingest_id)
+        try:
+            assert device.connected.wait(10)
+            device.publish(f"{prefix}/trafoA/volt", "231.5")
+            got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the device's reading")
+            assert got["voltage"]["value"] == 231.5
+            broker = client.get("/api/v1/ingest/status").json()["broker"]
+            assert (broker["connects"], broker["disconnects"]) == (1, 0)
+            assert "already connected, closing old connection" not in secured_mosquitto.log_text()
+        finally:
+            device.close()
+
+
+def test_mosquitto_never_sends_a_device_will_outside_its_panels(
+    make_client: ClientFactory,
+    secured_mosquitto: Mosquitto,
+    cli: Callable[..., Result],
+    prefix: str,
+) -> None:
+    """The generated ACL covers wills too: Mosquitto accepts the CONNECT (2.0.11 does) but the
+    will to another device's panel never reaches PELBIOT; a will to its own panel does."""
+    port = secured_mosquitto.port
+    password = cli("create", "meter-a", "--panel", "trafoA", port=port).stdout.strip()
+    secured_mosquitto.start()
+    url = f"mqtt://pelbiot:{INGEST_PASSWORD}@127.0.0.1:{port}"
+    with make_client(mqtt_url=url) as client:
+        wait_for(lambda: client.get("/api/v1/ingest/status").json()["broker"]["connected"], 10)
+        for n, topic in enumerate((f"{prefix}/trafoB/volt", f"{prefix}/trafoA/volt")):
+            will = (topic, "222", n == 0)
+            RawConnection(port, "meter-a-1", "meter-a", password, will=will).drop()
+            # Mosquitto sends a will while it handles the dropped socket, before the log line
+            # (the client id is the username: use_username_as_clientid).
+            wait_for(
+                lambda n=n: secured_mosquitto.log_text().count("Client meter-a closed its") > n,
+                10,
+                "the dropped connection",
+            )
+        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the allowed will")
+        assert got["voltage"]["value"] == 222
+        assert "trafoB" not in _latest(client)
+
+
+def test_the_documented_mosquitto_conf_has_the_tested_settings() -> None:
+    text = DEPLOYMENT_DOC.read_text()
+    conf = text.split("A complete `/etc/mosquitto/conf.d/pelbiot.conf`:", 1)[1]
+    lines = [line.strip() for line in conf.split("```")[1].splitlines()]
+    assert "allow_anonymous false" in lines
+    # A listener setting in Mosquitto: it must follow every listener line.
+    listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
+    assert listeners
+    for start, end in zip(listeners, [*listeners[1:], len(lines)], strict=True):
+        assert "use_username_as_clientid true" in lines[start:end], lines[start]
 
 
 def test_device_panels_follow_the_decoders_panel_rule() -> None:
