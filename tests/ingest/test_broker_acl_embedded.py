@@ -200,11 +200,12 @@ def test_a_will_within_the_rules_is_still_sent(
         assert got["voltage"]["value"] == 222
 
 
-def test_the_will_hook_matches_amqtt() -> None:
-    # Fails loudly when an amqtt upgrade moves the place where the will is sent.
-    from pelbiot.ingest.broker import check_amqtt_will_hook
+def test_the_amqtt_hooks_match_amqtt() -> None:
+    # Fails loudly when an amqtt upgrade moves the places where the will is sent or a CONNECT
+    # is read before its session is looked up.
+    from pelbiot.ingest.broker import check_amqtt_hooks
 
-    check_amqtt_will_hook()
+    check_amqtt_hooks()
 
 
 def test_anonymous_clients_only_before_the_first_device(
@@ -321,6 +322,38 @@ def test_a_refused_connect_with_pelbiot_client_id_cannot_cut_ingest(
             assert got is not None
         finally:
             engine.dispose()
+
+
+def test_a_refused_connect_touches_no_session(
+    make_client: ClientFactory, devices: Devices, prefix: str
+) -> None:
+    """amqtt looks the client id's session up (deleting or taking it over) before it asks for the
+    login: the embedded broker refuses a bad login first, so even a known client id (here the
+    ingest's and a device's) is safe from clients without credentials."""
+    _record, password = devices.create("meter-a", ["trafoA"])
+    with (
+        embedded_broker(_gate(devices, prefix)) as broker,
+        _ingest_client(make_client, broker.url) as client,
+    ):
+        wait_for(lambda: _connected(client), 10, "ingest connected")
+        ingest_id = client.app_settings.mqtt_client_id  # type: ignore[attr-defined]
+        device = DeviceConnection(broker.port, "meter-a", password, client_id="meter-a-1")
+        try:
+            assert device.connected.wait(10)
+            for client_id in (ingest_id, "meter-a-1"):
+                for clean in (True, False):
+                    for creds in ((), ("meter-a", "wrong"), ("pelbiot", "wrong")):
+                        attacker = RawConnection(broker.port, client_id, *creds, clean=clean)
+                        attacker.drop()
+                        assert attacker.return_code == 5
+            device.publish(f"{prefix}/trafoA/volt", "231.5")
+            got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the device's reading")
+            assert got["voltage"]["value"] == 231.5
+            status = client.get("/api/v1/ingest/status").json()["broker"]
+            assert (status["connects"], status["disconnects"]) == (1, 0)
+            assert not device.disconnected.is_set()
+        finally:
+            device.close()
 
 
 def test_the_ingest_client_id_is_pelbiots_alone() -> None:
