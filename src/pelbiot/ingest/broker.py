@@ -93,7 +93,8 @@ def check_amqtt_hooks() -> None:
 
 
 class GatedBroker(Broker):  # type: ignore[misc]
-    """amqtt, with will messages checked by the gate when they are about to be sent."""
+    """amqtt with the gate's login check before any session lookup (``_LoginFirstHandler``) and
+    its will rules when a will is about to be sent."""
 
     def __init__(self, config: dict[str, Any], *, gate: BrokerGate) -> None:
         check_amqtt_hooks()
