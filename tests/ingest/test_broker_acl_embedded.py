@@ -134,7 +134,7 @@ def test_a_will_to_another_panel_is_refused_at_connect(
         will = (f"{prefix}/trafoB/volt", "222", retain)
         attacker = RawConnection(broker.port, "meter-a-1", "meter-a", password, will=will)
         attacker.drop()
-        assert attacker.return_code == 5  # Mosquitto refuses such a CONNECT too
+        assert attacker.return_code == 5
         assert f"{prefix}/trafoB/volt" not in broker.amqtt.retained_messages
         # A will to its own panel is fine.
         own = RawConnection(

@@ -10,9 +10,10 @@ The same rules as the Mosquitto files ``pelbiot device`` writes:
   before that (a fresh demo) it may do everything, as before devices existed.
 A publish the rules forbid is acknowledged and dropped, as Mosquitto does. A will message (sent
 by the broker when a client drops without DISCONNECT) follows the publish rules too: a CONNECT
-whose will topic the client may not publish to is refused (Mosquitto refuses it too), and when a
-will is about to be sent the rules are read again (``broker.py`` asks ``may_send_will``), so a
-device disabled or deleted since it connected sends nothing, retained wills included.
+whose will topic the client may not publish to is refused (Mosquitto 2.0 accepts it and never
+sends the will: the ACL applies), and when a will is about to be sent the rules are read again
+(``broker.py`` asks ``may_send_will``), so a device disabled or deleted since it connected sends
+nothing, retained wills included.
 
 The registry is read on every CONNECT (a new, disabled or re-keyed device counts at once) and at
 most every ``refresh_s`` on the publish path (a device disabled while connected loses its rights
@@ -213,7 +214,7 @@ class DeviceAuthPlugin(BaseAuthPlugin):  # type: ignore[misc]
                 session.username,
             )
         elif session.will_flag and not await gate.may_send_will(identity, session.will_topic or ""):
-            # amqtt would send the will without a topic check: refuse it here, as Mosquitto does.
+            # amqtt would send the will without a topic check: refuse it here.
             logger.info(
                 "embedded broker refused %s (user %r): a will to %r it may not publish to",
                 session.client_id,
