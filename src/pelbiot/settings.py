@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     )
     mqtt_client_id: str = Field(
         default_factory=_default_client_id,
-        description="MQTT client id; keep it stable so the persistent session survives restarts.",
+        description="MQTT client id; keep it stable so the persistent session survives restarts. "
+        "The embedded broker ignores it (a random id per start that only ingest may use).",
     )
     mqtt_username: str | None = Field(None, description="Broker username (overrides the URL's).")
     mqtt_password: str | None = Field(None, description="Broker password (overrides the URL's).")
