@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pelbiot.decode.timestamps import utc_now_ms
 from pelbiot.errors import ConflictError, InvalidInputError, NotFoundError
 from pelbiot.security.audit import AuditLog
 from pelbiot.security.broker_acl import DeviceCredential, check_name, check_panels, mosquitto_hash
@@ -27,10 +27,6 @@ logger = logging.getLogger(__name__)
 # Typed once into a device's configuration, never remembered by a person: make it long.
 PASSWORD_MIN_LENGTH = 16
 PASSWORD_MAX_LENGTH = 256
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def generate_password() -> str:
@@ -75,7 +71,7 @@ class Devices:
             )
         panel_ids = check_panels(panels)
         secret = check_password(password) if password is not None else generate_password()
-        now = _now_ms()
+        now = utc_now_ms()
         try:
             self._insert(name, panel_ids, secret, now, actor=actor, address=address)
         except IntegrityError:  # a concurrent create of the same name won the race
@@ -166,7 +162,7 @@ class Devices:
         self, name: str, disabled: bool, *, actor: str = "cli", address: str | None = None
     ) -> None:
         action = "device.disable" if disabled else "device.enable"
-        values = {"disabled_ms": _now_ms() if disabled else None}
+        values = {"disabled_ms": utc_now_ms() if disabled else None}
         self._change(name, values, action, actor=actor, address=address)
 
     def set_panels(
@@ -185,7 +181,7 @@ class Devices:
             conn.execute(
                 update(schema.devices)
                 .where(schema.devices.c.id == device_id)
-                .values(updated_ms=_now_ms())
+                .values(updated_ms=utc_now_ms())
             )
             self._audit.record(
                 "device.panels",
@@ -237,7 +233,7 @@ class Devices:
             conn.execute(
                 update(schema.devices)
                 .where(schema.devices.c.id == device_id)
-                .values(updated_ms=_now_ms(), **values)
+                .values(updated_ms=utc_now_ms(), **values)
             )
             self._audit.record(action, actor=actor, target=name, address=address, conn=conn)
 

@@ -21,13 +21,15 @@ from typing import Any
 import jwt
 from sqlalchemy import Engine, delete, insert, select, update
 
+from pelbiot.decode.timestamps import utc_now_ms
 from pelbiot.errors import UnauthorizedError
 from pelbiot.security.audit import AuditLog
 from pelbiot.security.change_events import ChangeListeners
 from pelbiot.security.lockout import Lockout
 from pelbiot.security.passwords import Passwords
 from pelbiot.security.permissions import Principal, Role, user_principal
-from pelbiot.security.users import Users, by_username, now_ms, regions_in
+from pelbiot.security.session_rows import end_session
+from pelbiot.security.users import Users, by_username, regions_in
 from pelbiot.settings import Settings
 from pelbiot.storage import schema
 
@@ -98,7 +100,7 @@ class Sessions:
             found = conn.execute(select(schema.users).where(by_username(username))).first()
         row = dict(found._mapping) if found else None
         good = self._passwords.verify(row["password_hash"] if row else None, password)
-        now = now_ms()
+        now = utc_now_ms()
         if row is None or not good or row["disabled"]:
             self._lockout.failed(username, address)
             if row is not None and not good:
@@ -160,7 +162,7 @@ class Sessions:
         ``session.reuse``."""
         session_id, _, secret = refresh_token.partition(".")
         presented = _sha256(secret)
-        now = now_ms()
+        now = utc_now_ms()
         ended: int | None = None
         c = schema.sessions.c
         with self._engine.begin() as conn:
@@ -209,11 +211,7 @@ class Sessions:
         raise UnauthorizedError("refresh token is not valid; log in again")
 
     def _end_reused(self, conn: Any, session_id: str, username: str, address: str) -> None:
-        conn.execute(
-            update(schema.sessions)
-            .where(schema.sessions.c.id == session_id)
-            .values(revoked_ms=now_ms())
-        )
+        end_session(conn, session_id)
         self._audit.record(
             "session.reuse",
             actor=username,
@@ -231,11 +229,7 @@ class Sessions:
         c = schema.sessions.c
         with self._engine.begin() as conn:
             user_id = conn.execute(select(c.user_id).where(c.id == session_id)).scalar()
-            conn.execute(
-                update(schema.sessions)
-                .where(c.id == session_id, c.revoked_ms.is_(None))
-                .values(revoked_ms=now_ms())
-            )
+            end_session(conn, session_id)
             self._audit.record("logout", actor=actor, address=address, conn=conn)
         if user_id is not None:
             self.changes.notify(int(user_id))
@@ -256,11 +250,7 @@ class Sessions:
             ).first()
             if found is None or not hmac.compare_digest(found.refresh_hash, _sha256(secret)):
                 return False
-            conn.execute(
-                update(schema.sessions)
-                .where(schema.sessions.c.id == session_id)
-                .values(revoked_ms=now_ms())
-            )
+            end_session(conn, session_id)
             self._audit.record("logout", actor=found.username, address=address, conn=conn)
         self.changes.notify(int(found.user_id))
         return True
@@ -281,7 +271,7 @@ class Sessions:
             found is not None
             and found.revoked_ms is None
             and not found.disabled
-            and found.expires_ms > now_ms()
+            and found.expires_ms > utc_now_ms()
         )
 
     def principal_from_access_token(self, token: str) -> Principal:
@@ -315,7 +305,7 @@ class Sessions:
     def purge_expired(self) -> tuple[int, int]:
         """Housekeeping: drop sessions whose refresh token has expired, and login-failure
         counts that have gone quiet. Returns how many of each."""
-        now = now_ms()
+        now = utc_now_ms()
         with self._engine.begin() as conn:
             sessions = int(
                 conn.execute(

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from pelbiot.decode.timestamps import utc_now_ms
 from pelbiot.errors import (
     ConflictError,
     ForbiddenError,
@@ -28,10 +28,6 @@ from pelbiot.settings import Settings
 from pelbiot.storage import schema
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@\-]{1,63}$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def by_username(username: str) -> ColumnElement[bool]:
@@ -99,7 +95,7 @@ class Users:
         return dict(row._mapping)
 
     def public(self, row: dict[str, Any]) -> dict[str, Any]:
-        now = now_ms()
+        now = utc_now_ms()
         expiry_days = self._settings.password_expiry_days
         return {
             "id": row["id"],
@@ -133,7 +129,7 @@ class Users:
                 "username: 2-64 characters from A-Z a-z 0-9 _ . @ -", details={"field": "username"}
             )
         check_policy(password, username=username, min_length=self._settings.password_min_length)
-        now = now_ms()
+        now = utc_now_ms()
         hashed = self._passwords.hash(password)
         try:
             with self._engine.begin() as conn:
@@ -191,7 +187,7 @@ class Users:
             and (changes.get("disabled") or ("role" in changes and new_role != Role(row["role"])))
         ):
             raise ForbiddenError("you may not disable yourself or change your own role")
-        values: dict[str, Any] = {"updated_ms": now_ms()}
+        values: dict[str, Any] = {"updated_ms": utc_now_ms()}
         if "role" in changes:
             values["role"] = new_role.value
         if "regions" in changes:
@@ -221,7 +217,7 @@ class Users:
             conn.execute(
                 update(schema.users)
                 .where(schema.users.c.id == user_id)
-                .values(failed_logins=0, locked_until_ms=None, updated_ms=now_ms())
+                .values(failed_logins=0, locked_until_ms=None, updated_ms=utc_now_ms())
             )
             self._lockout.reset(user_id, row["username"], conn=conn)
             self._audit.record(
@@ -236,7 +232,7 @@ class Users:
         """A password change proves the current password: guessing it is throttled, counted
         and locked out per (account, address) exactly like guessing it at login."""
         self._lockout.admit(row["username"], address)
-        now = now_ms()
+        now = utc_now_ms()
         if self._lockout.locked(row["id"], address, now):
             raise RateLimitedError(
                 "too many wrong passwords from this address; try again later",
@@ -282,7 +278,7 @@ class Users:
                     f"password was used recently; choose one not among your last {keep}",
                     details={"field": "new_password"},
                 )
-            now = now_ms()
+            now = utc_now_ms()
             hashed = self._passwords.hash(new_password)
             conn.execute(
                 update(schema.users)
