@@ -31,6 +31,7 @@ from pelbiot.storage.db import make_engine
 from pelbiot.storage.store import Store
 from tests.support.device_clients import DeviceConnection, RawConnection, publish_as
 from tests.support.embedded_broker import embedded_broker
+from tests.support.readings import latest_by_panel
 from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -48,10 +49,6 @@ def _gate(
         anonymous=anonymous,
         refresh_s=refresh_s,
     )
-
-
-def _latest(client: TestClient) -> dict[str, Any]:
-    return {row["panel_id"]: row["values"] for row in client.get("/api/v1/latest").json()}
 
 
 def _connected(client: TestClient) -> bool:
@@ -79,9 +76,9 @@ def test_embedded_broker_enforces_device_credentials_and_panels(
         # first had its chance.
         assert publish_as(broker.port, f"{prefix}/trafoB/volt", "666", "meter-a", password) == 0
         assert publish_as(broker.port, f"{prefix}/trafoA/volt", "231.5", "meter-a", password) == 0
-        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the own-panel reading")
+        got = wait_for(lambda: latest_by_panel(client).get("trafoA"), 10, "the own-panel reading")
         assert got["voltage"]["value"] == 231.5
-        assert "trafoB" not in _latest(client)
+        assert "trafoB" not in latest_by_panel(client)
 
         assert publish_as(broker.port, f"{prefix}/trafoA/volt", "1", "meter-a", "wrong") == 5
         assert publish_as(broker.port, f"{prefix}/trafoA/volt", "2") == 5  # anonymous
@@ -107,14 +104,14 @@ def test_a_device_disabled_while_connected_loses_its_rights(
         try:
             assert connection.connected.wait(10)
             connection.publish(f"{prefix}/trafoA/volt", "230.0")
-            wait_for(lambda: _latest(client).get("trafoA"), 10, "the first reading")
+            wait_for(lambda: latest_by_panel(client).get("trafoA"), 10, "the first reading")
             devices.set_disabled("meter-a", True)
             connection.publish(f"{prefix}/trafoA/volt", "999.0")
             # In order after it on the broker: once meter-b's reading is stored, meter-a's had
             # its chance.
             assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
-            wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
-            assert _latest(client)["trafoA"]["voltage"]["value"] == 230.0
+            wait_for(lambda: latest_by_panel(client).get("trafoB"), 10, "meter-b's reading")
+            assert latest_by_panel(client)["trafoA"]["voltage"]["value"] == 230.0
         finally:
             connection.close()
 
@@ -147,7 +144,7 @@ def test_a_will_to_another_panel_is_refused_at_connect(
         own.drop()
         assert own.return_code == 0
         assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
-        got = wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
+        got = wait_for(lambda: latest_by_panel(client).get("trafoB"), 10, "meter-b's reading")
         assert got["voltage"]["value"] == 231.0
 
 
@@ -178,8 +175,8 @@ def test_a_will_is_checked_again_when_it_is_sent(
             "the dropped session",
         )
         assert publish_as(broker.port, f"{prefix}/trafoB/volt", "231.0", "meter-b", other) == 0
-        wait_for(lambda: _latest(client).get("trafoB"), 10, "meter-b's reading")
-        assert "trafoA" not in _latest(client)
+        wait_for(lambda: latest_by_panel(client).get("trafoB"), 10, "meter-b's reading")
+        assert "trafoA" not in latest_by_panel(client)
         assert f"{prefix}/trafoA/volt" not in broker.amqtt.retained_messages
 
 
@@ -196,7 +193,7 @@ def test_a_will_within_the_rules_is_still_sent(
         device = RawConnection(broker.port, "meter-a-1", "meter-a", password, will=will)
         assert device.return_code == 0
         device.drop()
-        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the will")
+        got = wait_for(lambda: latest_by_panel(client).get("trafoA"), 10, "the will")
         assert got["voltage"]["value"] == 222
 
 
@@ -218,7 +215,7 @@ def test_anonymous_clients_only_before_the_first_device(
         wait_for(lambda: _connected(client), 10, "ingest connected")
         # A fresh demo: meters without credentials work, as they did before devices.
         assert publish_as(broker.port, f"{prefix}/trafo1/volt", "230.1") == 0
-        wait_for(lambda: _latest(client).get("trafo1"), 10, "the anonymous reading")
+        wait_for(lambda: latest_by_panel(client).get("trafo1"), 10, "the anonymous reading")
         # The first device closes the door, even once it is disabled again.
         devices.create("meter-a", ["trafoA"])
         devices.set_disabled("meter-a", True)
@@ -347,7 +344,9 @@ def test_a_refused_connect_touches_no_session(
                         attacker.drop()
                         assert attacker.return_code == 5
             device.publish(f"{prefix}/trafoA/volt", "231.5")
-            got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the device's reading")
+            got = wait_for(
+                lambda: latest_by_panel(client).get("trafoA"), 10, "the device's reading"
+            )
             assert got["voltage"]["value"] == 231.5
             status = client.get("/api/v1/ingest/status").json()["broker"]
             assert (status["connects"], status["disconnects"]) == (1, 0)

@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pelbiot.ingest.broker import free_port
-from tests.support.mosquitto import mosquitto_binary
+from tests.support.mosquitto import mosquitto_binary, pub_command
 from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -102,24 +102,7 @@ def _start_broker(workdir: Path, lines: list[str]) -> Iterator[int]:
 
 
 def _publish(port: int, topic: str, message: str, *extra: str) -> None:
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            message,
-            *extra,
-        ],
-        check=True,
-        timeout=10,
-    )
+    subprocess.run(pub_command(port, topic, message, *extra), check=True, timeout=10)
 
 
 def test_username_and_password_from_the_url(

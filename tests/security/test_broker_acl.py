@@ -13,7 +13,6 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -28,6 +27,7 @@ from pelbiot.security.broker_acl import (
 )
 from tests.support.device_clients import DeviceConnection, RawConnection, publish_as
 from tests.support.mosquitto import Mosquitto
+from tests.support.readings import latest_by_panel
 from tests.support.waiting import wait_for
 
 ClientFactory = Callable[..., AbstractContextManager[TestClient]]
@@ -123,10 +123,6 @@ def cli(
     return run
 
 
-def _latest(client: TestClient) -> dict[str, Any]:
-    return {row["panel_id"]: row["values"] for row in client.get("/api/v1/latest").json()}
-
-
 def test_mosquitto_enforces_device_credentials_and_panels(
     make_client: ClientFactory,
     secured_mosquitto: Mosquitto,
@@ -145,9 +141,9 @@ def test_mosquitto_enforces_device_credentials_and_panels(
         # once the second is stored the first had its chance.
         assert publish_as(port, f"{prefix}/trafoB/volt", "666", "meter-a", password) == 0
         assert publish_as(port, f"{prefix}/trafoA/volt", "231.5", "meter-a", password) == 0
-        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the own-panel reading")
+        got = wait_for(lambda: latest_by_panel(client).get("trafoA"), 10, "the own-panel reading")
         assert got["voltage"]["value"] == 231.5
-        assert "trafoB" not in _latest(client)
+        assert "trafoB" not in latest_by_panel(client)
 
         assert publish_as(port, f"{prefix}/trafoA/volt", "1", "meter-a", "wrong-password") == 5
         assert publish_as(port, f"{prefix}/trafoA/volt", "2") == 5  # anonymous
@@ -183,7 +179,9 @@ def test_ingest_user_with_a_shared_subscription(
     with make_client(mqtt_url=url, mqtt_shared_group="workers") as client:
         wait_for(lambda: client.get("/api/v1/ingest/status").json()["broker"]["connected"], 10)
         assert publish_as(port, f"{prefix}/trafoA/volt", "229.5", "meter-a", password) == 0
-        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the shared-group reading")
+        got = wait_for(
+            lambda: latest_by_panel(client).get("trafoA"), 10, "the shared-group reading"
+        )
         assert got["voltage"]["value"] == 229.5
 
 
@@ -209,7 +207,9 @@ def test_a_device_with_pelbiots_client_id_cannot_kick_ingest(
         try:
             assert device.connected.wait(10)
             device.publish(f"{prefix}/trafoA/volt", "231.5")
-            got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the device's reading")
+            got = wait_for(
+                lambda: latest_by_panel(client).get("trafoA"), 10, "the device's reading"
+            )
             assert got["voltage"]["value"] == 231.5
             broker = client.get("/api/v1/ingest/status").json()["broker"]
             assert (broker["connects"], broker["disconnects"]) == (1, 0)
@@ -242,9 +242,9 @@ def test_mosquitto_never_sends_a_device_will_outside_its_panels(
                 10,
                 "the dropped connection",
             )
-        got = wait_for(lambda: _latest(client).get("trafoA"), 10, "the allowed will")
+        got = wait_for(lambda: latest_by_panel(client).get("trafoA"), 10, "the allowed will")
         assert got["voltage"]["value"] == 222
-        assert "trafoB" not in _latest(client)
+        assert "trafoB" not in latest_by_panel(client)
 
 
 def test_the_documented_mosquitto_conf_has_the_tested_settings() -> None:

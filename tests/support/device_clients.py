@@ -14,6 +14,7 @@ from pelbiot.security.audit import AuditLog
 from pelbiot.security.devices import Devices
 from pelbiot.storage.db import make_engine
 from pelbiot.storage.migrations import upgrade
+from tests.support.mosquitto import pub_command
 
 
 @contextmanager
@@ -35,22 +36,7 @@ def publish_as(
     authorised). A broker drops a publish its ACL forbids but still acknowledges it."""
     creds = ["-u", user, "-P", password or ""] if user else []
     done = subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-V",
-            "mqttv311",
-            "-q",
-            "1",
-            "-t",
-            topic,
-            "-m",
-            message,
-            *creds,
-        ],
+        pub_command(port, topic, message, "-V", "mqttv311", *creds),
         capture_output=True,
         timeout=10,
         check=False,

@@ -61,21 +61,23 @@ class Mosquitto(MosquittoProcess):
         return path.read_text(errors="replace") if path.exists() else ""
 
 
+def pub_command(port: int, topic: str, message: str, *extra: str, qos: int = 1) -> list[str]:
+    """A ``mosquitto_pub`` command line for one message to a broker on loopback."""
+    return [
+        "mosquitto_pub",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-q",
+        str(qos),
+        "-t",
+        topic,
+        "-m",
+        message,
+        *extra,
+    ]
+
+
 def mosquitto_pub(broker: Mosquitto, topic: str, message: str, qos: int = 1) -> None:
-    subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(broker.port),
-            "-q",
-            str(qos),
-            "-t",
-            topic,
-            "-m",
-            message,
-        ],
-        check=True,
-        timeout=10,
-    )
+    subprocess.run(pub_command(broker.port, topic, message, qos=qos), check=True, timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
@@ -65,3 +66,8 @@ def latest(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
     )
     with engine.connect() as conn:
         return {(p, m): (ts, v) for p, m, ts, v in conn.execute(query)}
+
+
+def latest_by_panel(client: TestClient) -> dict[str, Any]:
+    """GET /api/v1/latest as panel id -> its values by metric."""
+    return {row["panel_id"]: row["values"] for row in client.get("/api/v1/latest").json()}
